@@ -1,0 +1,1 @@
+//! opsbot-app (stub)

@@ -1,0 +1,12 @@
+//! opsbot-core: what every opsbot job shares — configuration loading, logging setup and
+//! the one GitHub client (octocrab underneath) with authentication, retries and the
+//! markers jobs use to find their own issues and pull requests again.
+//!
+//! Invariant: this crate knows no job. Jobs depend on it, never the other way round.
+
+pub mod config;
+pub mod github;
+pub mod telemetry;
+
+pub use config::{Config, ConfigError};
+pub use github::{GitHub, GitHubError, GitHubSettings, RepoRef};

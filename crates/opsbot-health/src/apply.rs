@@ -1,0 +1,484 @@
+//! Carrying a plan out against an issue tracker (GitHub in production, through the
+//! [`IssueTracker`] port), including the create-then-converge step that makes two concurrent
+//! deliveries of one event end with one open issue.
+//!
+//! Requests per event, with the GitHub adapter:
+//! - new event: list by label, create, list by label again (converge) = 3;
+//! - redelivery: list by label = 1;
+//! - later version: list, comment, edit (body and state in one PATCH) = 3.
+
+use std::future::Future;
+
+use serde::Serialize;
+use tracing::{info, warn};
+
+use crate::event::HealthEvent;
+use crate::plan::{ExistingIssue, IssueAction, IssueOpenState, IssuePlan, converge, plan};
+use crate::render::{IssueDraft, key_label};
+use crate::route::Target;
+
+/// Why an issue is closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseReason {
+    Completed,
+    NotPlanned,
+}
+
+/// One edit of an issue (a single `PATCH`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IssueEdit {
+    pub body: Option<String>,
+    pub state: Option<IssueOpenState>,
+    pub reason: Option<CloseReason>,
+}
+
+/// An error from the tracker, after its own retries.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct TrackerError {
+    pub message: String,
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl TrackerError {
+    pub fn new(message: impl Into<String>) -> TrackerError {
+        TrackerError {
+            message: message.into(),
+            source: None,
+        }
+    }
+}
+
+/// The port to an issue tracker. Listing by label must be strongly consistent (GitHub's
+/// issue list is; its search index is not).
+pub trait IssueTracker: Send + Sync {
+    /// Every issue (open and closed, no pull requests) carrying `label` in `repo`.
+    fn list_by_label(
+        &self,
+        repo: &str,
+        label: &str,
+    ) -> impl Future<Output = Result<Vec<ExistingIssue>, TrackerError>> + Send;
+    /// Opens an issue; returns its number. Unknown labels are created by the tracker.
+    fn create_issue(
+        &self,
+        repo: &str,
+        draft: &IssueDraft,
+    ) -> impl Future<Output = Result<u64, TrackerError>> + Send;
+    fn comment(
+        &self,
+        repo: &str,
+        number: u64,
+        body: &str,
+    ) -> impl Future<Output = Result<(), TrackerError>> + Send;
+    fn edit_issue(
+        &self,
+        repo: &str,
+        number: u64,
+        edit: &IssueEdit,
+    ) -> impl Future<Output = Result<(), TrackerError>> + Send;
+}
+
+/// A step that failed, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{repo}: cannot {step}: {source}")]
+pub struct FileError {
+    pub repo: String,
+    pub step: String,
+    #[source]
+    pub source: TrackerError,
+}
+
+/// What filing one event did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Filed {
+    pub repo: String,
+    /// The event's issue after the run (the primary one).
+    pub number: Option<u64>,
+    /// `created`, `updated`, `closed`, `reopened`, `unchanged`, `deduplicated`.
+    pub outcome: &'static str,
+    /// Duplicates closed while converging.
+    pub duplicates_closed: Vec<u64>,
+    pub plan: IssuePlan,
+}
+
+/// Files one event: list its issues by key label, plan, act, and converge after a create.
+pub async fn file_event<T: IssueTracker>(
+    tracker: &T,
+    target: &Target,
+    event: &HealthEvent,
+) -> Result<Filed, FileError> {
+    let repo = target.repo.as_str();
+    let label = key_label(&event.key());
+    let fail = |step: String| {
+        let repo = repo.to_string();
+        move |source| FileError { repo, step, source }
+    };
+    let existing = tracker
+        .list_by_label(repo, &label)
+        .await
+        .map_err(fail(format!("list issues labelled {label}")))?;
+    let the_plan = plan(event, target, &existing);
+    let mut number = the_plan.primary;
+    let mut duplicates_closed = Vec::new();
+    let mut created = None;
+
+    let mut pending: Option<(u64, IssueEdit)> = None;
+    for action in &the_plan.actions {
+        match action {
+            IssueAction::Create { draft, then_close } => {
+                let n = tracker
+                    .create_issue(repo, draft)
+                    .await
+                    .map_err(fail("create an issue".into()))?;
+                info!(repo, issue = n, "created issue");
+                if *then_close {
+                    let edit = IssueEdit {
+                        state: Some(IssueOpenState::Closed),
+                        reason: Some(CloseReason::Completed),
+                        ..IssueEdit::default()
+                    };
+                    tracker
+                        .edit_issue(repo, n, &edit)
+                        .await
+                        .map_err(fail(format!("close #{n}")))?;
+                }
+                created = Some(n);
+                number = Some(n);
+            }
+            IssueAction::Comment { number: n, body } => {
+                tracker
+                    .comment(repo, *n, body)
+                    .await
+                    .map_err(fail(format!("comment on #{n}")))?;
+            }
+            IssueAction::UpdateBody { number: n, body } => {
+                pending_edit(&mut pending, *n).body = Some(body.clone());
+            }
+            IssueAction::Close { number: n } => {
+                let edit = pending_edit(&mut pending, *n);
+                edit.state = Some(IssueOpenState::Closed);
+                edit.reason = Some(CloseReason::Completed);
+            }
+            IssueAction::Reopen { number: n } => {
+                pending_edit(&mut pending, *n).state = Some(IssueOpenState::Open);
+            }
+            IssueAction::CloseDuplicate { number: n, primary } => {
+                close_duplicate(tracker, repo, *n, *primary)
+                    .await
+                    .map_err(fail(format!("close duplicate #{n}")))?;
+                duplicates_closed.push(*n);
+            }
+            IssueAction::Noop { reason } => {
+                info!(repo, reason = reason.as_str(), "nothing to do");
+            }
+        }
+    }
+    if let Some((n, edit)) = pending.take() {
+        tracker
+            .edit_issue(repo, n, &edit)
+            .await
+            .map_err(fail(format!("edit #{n}")))?;
+    }
+
+    if let Some(mine) = created {
+        // Create-then-converge: a concurrent copy of this delivery may have created its own
+        // issue between our list and our create. Label listing is strongly consistent, so of
+        // two racing copies at least the later one sees both issues and closes the
+        // higher-numbered one; both agree on which issue survives.
+        let listed = tracker
+            .list_by_label(repo, &label)
+            .await
+            .map_err(fail(format!("list issues labelled {label}")))?;
+        let key = event.key();
+        if !listed.iter().any(|i| i.number == mine) {
+            warn!(repo, issue = mine, "created issue not yet listed by label");
+        }
+        for action in converge(&key, &listed) {
+            if let IssueAction::CloseDuplicate { number: n, primary } = action {
+                close_duplicate(tracker, repo, n, primary)
+                    .await
+                    .map_err(fail(format!("close duplicate #{n}")))?;
+                duplicates_closed.push(n);
+                number = Some(primary);
+            }
+        }
+    }
+
+    Ok(Filed {
+        repo: repo.to_string(),
+        number,
+        outcome: the_plan.summary(),
+        duplicates_closed,
+        plan: the_plan,
+    })
+}
+
+fn pending_edit(pending: &mut Option<(u64, IssueEdit)>, number: u64) -> &mut IssueEdit {
+    if pending.as_ref().is_none_or(|(n, _)| *n != number) {
+        *pending = Some((number, IssueEdit::default()));
+    }
+    match pending {
+        Some((_, edit)) => edit,
+        None => unreachable!("set just above"),
+    }
+}
+
+async fn close_duplicate<T: IssueTracker>(
+    tracker: &T,
+    repo: &str,
+    number: u64,
+    primary: u64,
+) -> Result<(), TrackerError> {
+    warn!(
+        repo,
+        issue = number,
+        primary,
+        "closing duplicate issue of one Health event"
+    );
+    tracker
+        .comment(
+            repo,
+            number,
+            &format!(
+                "Duplicate of #{primary}: two deliveries of the same AWS Health event ran at \
+                 once. opsbot keeps the lowest-numbered issue."
+            ),
+        )
+        .await?;
+    tracker
+        .edit_issue(
+            repo,
+            number,
+            &IssueEdit {
+                state: Some(IssueOpenState::Closed),
+                reason: Some(CloseReason::NotPlanned),
+                ..IssueEdit::default()
+            },
+        )
+        .await
+}
+
+/// An in-memory tracker: the dry run, and the unit tests of this module.
+#[derive(Debug, Default)]
+pub struct MemoryTracker {
+    state: std::sync::Mutex<MemoryState>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryState {
+    next: u64,
+    issues: Vec<(String, Vec<String>, ExistingIssue)>,
+    comments: Vec<(u64, String)>,
+    requests: usize,
+}
+
+impl MemoryTracker {
+    /// Number of calls made so far.
+    pub fn requests(&self) -> usize {
+        self.lock().requests
+    }
+
+    /// All issues of `repo`.
+    pub fn issues(&self, repo: &str) -> Vec<ExistingIssue> {
+        self.lock()
+            .issues
+            .iter()
+            .filter(|(r, _, _)| r == repo)
+            .map(|(_, _, i)| i.clone())
+            .collect()
+    }
+
+    /// All comments posted, with their issue numbers.
+    pub fn comments(&self) -> Vec<(u64, String)> {
+        self.lock().comments.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Returns `Pending` once, so concurrent callers interleave like real network calls do.
+fn yield_once() -> impl Future<Output = ()> + Send {
+    let mut yielded = false;
+    std::future::poll_fn(move |cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+}
+
+impl IssueTracker for MemoryTracker {
+    async fn list_by_label(
+        &self,
+        repo: &str,
+        label: &str,
+    ) -> Result<Vec<ExistingIssue>, TrackerError> {
+        yield_once().await;
+        let mut s = self.lock();
+        s.requests += 1;
+        Ok(s.issues
+            .iter()
+            .filter(|(r, labels, _)| r == repo && labels.iter().any(|l| l == label))
+            .map(|(_, _, i)| i.clone())
+            .collect())
+    }
+
+    async fn create_issue(&self, repo: &str, draft: &IssueDraft) -> Result<u64, TrackerError> {
+        yield_once().await;
+        let mut s = self.lock();
+        s.requests += 1;
+        s.next += 1;
+        let number = s.next;
+        s.issues.push((
+            repo.to_string(),
+            draft.labels.clone(),
+            ExistingIssue {
+                number,
+                state: IssueOpenState::Open,
+                title: draft.title.clone(),
+                body: draft.body.clone(),
+            },
+        ));
+        Ok(number)
+    }
+
+    async fn comment(&self, repo: &str, number: u64, body: &str) -> Result<(), TrackerError> {
+        yield_once().await;
+        let mut s = self.lock();
+        s.requests += 1;
+        if !s
+            .issues
+            .iter()
+            .any(|(r, _, i)| r == repo && i.number == number)
+        {
+            return Err(TrackerError::new(format!("no issue #{number}")));
+        }
+        s.comments.push((number, body.to_string()));
+        Ok(())
+    }
+
+    async fn edit_issue(
+        &self,
+        repo: &str,
+        number: u64,
+        edit: &IssueEdit,
+    ) -> Result<(), TrackerError> {
+        yield_once().await;
+        let mut s = self.lock();
+        s.requests += 1;
+        let issue = s
+            .issues
+            .iter_mut()
+            .find(|(r, _, i)| r == repo && i.number == number)
+            .map(|(_, _, i)| i)
+            .ok_or_else(|| TrackerError::new(format!("no issue #{number}")))?;
+        if let Some(body) = &edit.body {
+            issue.body = body.clone();
+        }
+        if let Some(state) = edit.state {
+            issue.state = state;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::event::parse_input_bytes;
+
+    fn fixture(name: &str) -> HealthEvent {
+        let path = format!(
+            "{}/../../tests/fixtures/health/{name}.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        parse_input_bytes(&std::fs::read(path).unwrap())
+            .events
+            .remove(0)
+    }
+
+    fn target() -> Target {
+        Target {
+            repo: "acme/ops".into(),
+            labels: vec!["aws-health".into()],
+            assignees: vec![],
+            route: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn lifecycle_with_request_counts() {
+        let t = MemoryTracker::default();
+        let filed = file_event(&t, &target(), &fixture("ec2_instance_retirement"))
+            .await
+            .unwrap();
+        assert_eq!((filed.outcome, filed.number), ("created", Some(1)));
+        assert_eq!(t.requests(), 3);
+
+        let filed = file_event(&t, &target(), &fixture("ec2_instance_retirement"))
+            .await
+            .unwrap();
+        assert_eq!(filed.outcome, "unchanged");
+        assert_eq!(t.requests(), 4);
+
+        let filed = file_event(&t, &target(), &fixture("ec2_instance_retirement_update"))
+            .await
+            .unwrap();
+        assert_eq!(filed.outcome, "updated");
+        assert_eq!(t.requests(), 7);
+        assert_eq!(t.comments().len(), 1);
+
+        let filed = file_event(&t, &target(), &fixture("ec2_instance_retirement_closed"))
+            .await
+            .unwrap();
+        assert_eq!(filed.outcome, "closed");
+        assert_eq!(t.requests(), 10);
+        let issues = t.issues("acme/ops");
+        assert_eq!(issues.len(), 1);
+        assert_eq!(issues[0].state, IssueOpenState::Closed);
+        assert!(issues[0].body.contains("| Status | closed |"));
+
+        let filed = file_event(&t, &target(), &fixture("ec2_instance_retirement_reopened"))
+            .await
+            .unwrap();
+        assert_eq!(filed.outcome, "reopened");
+        assert_eq!(t.issues("acme/ops")[0].state, IssueOpenState::Open);
+        assert_eq!(t.comments().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn concurrent_copies_end_with_one_open_issue() {
+        let event = fixture("rds_maintenance");
+        // The memory tracker yields at every call, so the two copies interleave: both list
+        // (nothing), both create, both converge.
+        let t2 = MemoryTracker::default();
+        let target = target();
+        let (a, b) = tokio::join!(
+            file_event(&t2, &target, &event),
+            file_event(&t2, &target, &event)
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        let open: Vec<_> = t2
+            .issues("acme/ops")
+            .into_iter()
+            .filter(|i| i.state == IssueOpenState::Open)
+            .collect();
+        assert_eq!(open.len(), 1, "{:?}", t2.issues("acme/ops"));
+        assert_eq!(open[0].number, 1);
+        assert_eq!(t2.issues("acme/ops").len(), 2, "both copies created one");
+        assert_eq!(a.number, Some(1));
+        assert_eq!(b.number, Some(1));
+        assert!(a.duplicates_closed.contains(&2) || b.duplicates_closed.contains(&2));
+    }
+}

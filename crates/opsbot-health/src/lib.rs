@@ -1,0 +1,21 @@
+//! opsbot-health: AWS Health events → GitHub issues. Pure logic (the event model and input
+//! parser, rendering, diffing, planning and routing) is kept apart from the adapters that act
+//! (GitHub through opsbot-core, SNS, the AWS Health API for `reconcile`).
+
+pub mod apply;
+pub mod diff;
+pub mod event;
+pub mod github;
+pub mod plan;
+pub mod reconcile;
+pub mod render;
+pub mod route;
+pub mod service;
+pub mod sns;
+
+pub use event::{HealthEvent, InputError, ParsedInput, parse_input, parse_input_bytes};
+pub use plan::{ExistingIssue, IssueAction, IssuePlan, plan};
+pub use render::{IssueDraft, IssueState, key_label};
+pub use route::{HealthConfig, RouteDecision, Target};
+pub use apply::{IssueTracker, MemoryTracker, file_event};
+pub use service::{HealthService, InvocationReport, NoNotifier, Notifier};

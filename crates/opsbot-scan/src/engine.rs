@@ -1,0 +1,489 @@
+//! The matching engine: pure functions from bytes to [`Finding`]s. No I/O here.
+//!
+//! One Aho-Corasick automaton holds every rule keyword (ASCII case-insensitive). Only the
+//! rules whose keyword occurs run their regex, and only on a bounded window around the
+//! keyword (its line, at most [`MAX_BACK`] before and [`MAX_FWD`] after; multi-line rules
+//! see [`MULTI_FWD`] after). Regexes compile on first use, so a scan that meets few
+//! keywords compiles few regexes.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use memchr::{memchr, memchr_iter, memmem, memrchr};
+
+use crate::finding::{Finding, fingerprint, mask, normalize_path, shannon_entropy};
+use crate::rule::{LazyRegex, Rule, RuleSet};
+
+/// Bytes before a keyword that a single-line window may reach back.
+pub const MAX_BACK: usize = 2 * 1024;
+/// Bytes after a keyword that a single-line window may reach.
+pub const MAX_FWD: usize = 8 * 1024;
+/// Bytes after a keyword that a multi-line rule's window may reach.
+pub const MULTI_FWD: usize = 16 * 1024;
+
+const ALLOW_MARKERS: [&[u8]; 2] = [b"opsbot:allow", b"gitleaks:allow"];
+
+/// A compiled scanner over a [`RuleSet`]. Cheap to share between threads (`&Scanner`).
+#[derive(Debug)]
+pub struct Scanner {
+    rules: Vec<Arc<Rule>>,
+    global_allowlist: Vec<Arc<LazyRegex>>,
+    ac: Option<AhoCorasick>,
+    /// Keyword pattern index → rules that use it.
+    pattern_rules: Vec<Vec<u32>>,
+}
+
+/// Position of a byte: 0-based line index and the characters since the line start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cursor {
+    pub line: u64,
+    pub col: u64,
+}
+
+impl Cursor {
+    /// Moves the cursor over `bytes`.
+    pub fn advance(&mut self, bytes: &[u8]) {
+        let mut last_nl = None;
+        let mut newlines = 0u64;
+        for i in memchr_iter(b'\n', bytes) {
+            newlines += 1;
+            last_nl = Some(i);
+        }
+        match last_nl {
+            Some(i) => {
+                self.line += newlines;
+                self.col = count_chars(&bytes[i + 1..]);
+            }
+            None => self.col += count_chars(bytes),
+        }
+    }
+}
+
+fn count_chars(bytes: &[u8]) -> u64 {
+    // Count bytes that are not UTF-8 continuation bytes (0b10xx_xxxx).
+    bytes.iter().filter(|&&b| (b as i8) >= -0x40).count() as u64
+}
+
+/// Line number mapping for a buffer made of added diff lines joined by `\n`.
+#[derive(Debug, Clone, Copy)]
+pub struct LinePiece {
+    /// Real 1-based line number in the file.
+    pub line: u32,
+    /// Characters of that line that precede this piece (pieces of a very long line).
+    pub col_offset: u32,
+}
+
+/// A region of a larger input to scan (used by streaming and diff scanning).
+#[derive(Debug)]
+pub struct Region<'a> {
+    pub buf: &'a [u8],
+    /// Only keyword hits starting in this range are processed; the rest is context.
+    pub owned: std::ops::Range<usize>,
+    /// Position of `buf[0]` in the whole input.
+    pub start: Cursor,
+    /// Absolute byte offset of `buf[0]` in the whole input (for de-duplication).
+    pub base_offset: u64,
+    /// For diff buffers: line index within `buf` → real line.
+    pub line_map: Option<&'a [LinePiece]>,
+}
+
+/// Per-input state carried across the regions of one input (streaming chunks).
+#[derive(Debug, Default)]
+pub struct InputState {
+    seen: HashSet<(u32, u64)>,
+}
+
+struct Accepted {
+    offset: usize,
+    end: usize,
+    rule: u32,
+    secret_masked: String,
+    fingerprint: String,
+}
+
+impl Scanner {
+    /// Builds the keyword automaton. Regexes are compiled lazily.
+    pub fn new(rules: &RuleSet) -> Self {
+        Self::from_parts(rules.rules.clone(), rules.global_allowlist.clone())
+    }
+
+    fn from_parts(rules: Vec<Arc<Rule>>, global_allowlist: Vec<Arc<LazyRegex>>) -> Self {
+        let mut patterns: Vec<String> = Vec::new();
+        let mut pattern_rules: Vec<Vec<u32>> = Vec::new();
+        for (ri, rule) in rules.iter().enumerate() {
+            for kw in &rule.keywords {
+                let idx = match patterns.iter().position(|p| p == kw) {
+                    Some(i) => i,
+                    None => {
+                        patterns.push(kw.clone());
+                        pattern_rules.push(Vec::new());
+                        patterns.len() - 1
+                    }
+                };
+                let ri = ri as u32;
+                if !pattern_rules[idx].contains(&ri) {
+                    pattern_rules[idx].push(ri);
+                }
+            }
+        }
+        let ac = if patterns.is_empty() {
+            None
+        } else {
+            let dfa = AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .match_kind(MatchKind::Standard)
+                .kind(Some(AhoCorasickKind::DFA))
+                .build(&patterns);
+            match dfa {
+                Ok(ac) => Some(ac),
+                Err(_) => AhoCorasick::builder()
+                    .ascii_case_insensitive(true)
+                    .match_kind(MatchKind::Standard)
+                    .build(&patterns)
+                    .ok(),
+            }
+        };
+        Scanner {
+            rules,
+            global_allowlist,
+            ac,
+            pattern_rules,
+        }
+    }
+
+    /// A scanner holding one rule of `set` (and the global allowlist), for checking examples.
+    pub fn for_rule(set: &RuleSet, id: &str) -> Option<Self> {
+        let rule = set.rules.iter().find(|r| r.id == id)?.clone();
+        Some(Self::from_parts(vec![rule], set.global_allowlist.clone()))
+    }
+
+    pub fn rules(&self) -> impl Iterator<Item = &Rule> {
+        self.rules.iter().map(|r| r.as_ref())
+    }
+
+    /// Scans a whole in-memory input.
+    pub fn scan_bytes(&self, path: &str, data: &[u8]) -> Vec<Finding> {
+        let path = normalize_path(path);
+        let mut state = InputState::default();
+        let mut out = Vec::new();
+        self.scan_region(
+            &path,
+            None,
+            Region {
+                buf: data,
+                owned: 0..data.len(),
+                start: Cursor::default(),
+                base_offset: 0,
+                line_map: None,
+            },
+            &mut state,
+            &mut out,
+        );
+        out
+    }
+
+    /// Scans added lines (`(line number, content)`, content without the newline), e.g. from
+    /// a diff. Consecutive lines are joined so multi-line secrets (private keys) are found.
+    pub fn scan_added_lines<'a, I>(&self, path: &str, commit: Option<&str>, lines: I) -> Vec<Finding>
+    where
+        I: IntoIterator<Item = (u32, &'a [u8])>,
+    {
+        let mut buf = Vec::new();
+        let mut map = Vec::new();
+        for (line, content) in lines {
+            push_line_pieces(&mut buf, &mut map, line, content);
+        }
+        self.scan_joined_lines(path, commit, &buf, &map)
+    }
+
+    /// Scans a buffer built with [`push_line_pieces`].
+    pub fn scan_joined_lines(
+        &self,
+        path: &str,
+        commit: Option<&str>,
+        buf: &[u8],
+        map: &[LinePiece],
+    ) -> Vec<Finding> {
+        let path = normalize_path(path);
+        let mut state = InputState::default();
+        let mut out = Vec::new();
+        self.scan_region(
+            &path,
+            commit,
+            Region {
+                buf,
+                owned: 0..buf.len(),
+                start: Cursor::default(),
+                base_offset: 0,
+                line_map: Some(map),
+            },
+            &mut state,
+            &mut out,
+        );
+        dedup_findings(&mut out);
+        out
+    }
+
+    /// The raw secrets the scanner captures from `data` (for rule tests only; never print).
+    pub fn raw_secrets(&self, data: &[u8]) -> Vec<Vec<u8>> {
+        let mut state = InputState::default();
+        let mut secrets = Vec::new();
+        self.matches(
+            Region {
+                buf: data,
+                owned: 0..data.len(),
+                start: Cursor::default(),
+                base_offset: 0,
+                line_map: None,
+            },
+            &mut state,
+            |_, _, secret| secrets.push(secret.to_vec()),
+        );
+        secrets
+    }
+
+    /// Scans one region of an input; `path` must already be normalised.
+    pub fn scan_region(
+        &self,
+        path: &str,
+        commit: Option<&str>,
+        region: Region<'_>,
+        state: &mut InputState,
+        out: &mut Vec<Finding>,
+    ) {
+        let buf = region.buf;
+        let start = region.start;
+        let line_map = region.line_map;
+        let mut accepted: Vec<Accepted> = Vec::new();
+        self.matches(region, state, |rule, offset, secret| {
+            let r = &self.rules[rule as usize];
+            accepted.push(Accepted {
+                offset,
+                end: offset + secret.len(),
+                rule,
+                secret_masked: mask(secret),
+                fingerprint: fingerprint(&r.id, path, secret),
+            });
+        });
+        if accepted.is_empty() {
+            return;
+        }
+        // Generic rules yield to specific rules that matched an overlapping secret.
+        let specific: Vec<(usize, usize)> = accepted
+            .iter()
+            .filter(|a| !self.rules[a.rule as usize].generic)
+            .map(|a| (a.offset, a.end))
+            .collect();
+        if specific.len() < accepted.len() {
+            accepted.retain(|a| {
+                !self.rules[a.rule as usize].generic
+                    || !specific.iter().any(|&(s, e)| a.offset < e && s < a.end)
+            });
+        }
+        // One finding per secret position: specific rules win over generic ones, then the
+        // more severe, then the first loaded.
+        accepted.sort_by_key(|a| {
+            let r = &self.rules[a.rule as usize];
+            (a.offset, r.generic, std::cmp::Reverse(r.severity), a.rule)
+        });
+        accepted.dedup_by_key(|a| a.offset);
+        let mut cursor = start;
+        let mut at = 0usize;
+        for a in accepted {
+            cursor.advance(&buf[at..a.offset]);
+            at = a.offset;
+            let (line, column) = match line_map {
+                Some(map) => {
+                    let piece = map.get(cursor.line as usize).copied().unwrap_or(LinePiece {
+                        line: 0,
+                        col_offset: 0,
+                    });
+                    (
+                        piece.line,
+                        (cursor.col + 1 + u64::from(piece.col_offset)).min(u64::from(u32::MAX)) as u32,
+                    )
+                }
+                None => (
+                    (cursor.line + 1).min(u64::from(u32::MAX)) as u32,
+                    (cursor.col + 1).min(u64::from(u32::MAX)) as u32,
+                ),
+            };
+            let rule = &self.rules[a.rule as usize];
+            out.push(Finding {
+                rule_id: rule.id.clone(),
+                description: rule.description.clone(),
+                severity: rule.severity,
+                path: path.to_owned(),
+                line,
+                column,
+                secret: a.secret_masked,
+                fingerprint: a.fingerprint,
+                commit: commit.map(str::to_owned),
+            });
+        }
+    }
+
+    /// Core loop: calls `emit(rule, offset in buf, secret)` for each accepted secret.
+    fn matches<F>(&self, region: Region<'_>, state: &mut InputState, mut emit: F)
+    where
+        F: FnMut(u32, usize, &[u8]),
+    {
+        let Some(ac) = &self.ac else { return };
+        let buf = region.buf;
+        let owned_end = region.owned.end.min(buf.len());
+        let owned_start = region.owned.start.min(owned_end);
+        // Search up to the owned end plus the longest keyword so hits straddling it count.
+        let search_end = (owned_end + ac.max_pattern_len()).min(buf.len());
+        let hay = &buf[..search_end];
+
+        // 1. Candidate windows (rule, start, end).
+        let mut windows: Vec<(u32, usize, usize)> = Vec::new();
+        // The last whole (unclamped) line seen: hits on the same line reuse its bounds.
+        let mut line_cache: Option<(usize, usize)> = None;
+        for m in ac.find_overlapping_iter(hay) {
+            let s = m.start();
+            if s < owned_start || s >= owned_end {
+                continue;
+            }
+            let (ls, le) = match line_cache {
+                Some((ls, le)) if s >= ls && s < le => (ls, le),
+                _ => {
+                    let lo_bound = s.saturating_sub(MAX_BACK);
+                    let ls = memrchr(b'\n', &buf[lo_bound..s]).map_or(lo_bound, |i| lo_bound + i + 1);
+                    let hi_bound = (s + MAX_FWD).min(buf.len());
+                    let nl = memchr(b'\n', &buf[s..hi_bound]);
+                    let le = nl.map_or(hi_bound, |i| s + i);
+                    let whole = (ls > lo_bound || ls == 0) && (nl.is_some() || hi_bound == buf.len());
+                    line_cache = whole.then_some((ls, le));
+                    (ls, le)
+                }
+            };
+            for &ri in &self.pattern_rules[m.pattern().as_usize()] {
+                let rule = &self.rules[ri as usize];
+                let we = if rule.multiline {
+                    (s + MULTI_FWD).min(buf.len())
+                } else {
+                    le
+                };
+                windows.push((ri, ls, we));
+            }
+        }
+        if windows.is_empty() {
+            return;
+        }
+        // 2. Merge overlapping windows per rule so each byte is searched once per rule.
+        windows.sort_unstable();
+        let mut merged: Vec<(u32, usize, usize)> = Vec::with_capacity(windows.len());
+        for w in windows {
+            match merged.last_mut() {
+                Some(last) if last.0 == w.0 && w.1 <= last.2 => last.2 = last.2.max(w.2),
+                _ => merged.push(w),
+            }
+        }
+        // 3. Run each rule's regex on its windows.
+        for (ri, ws, we) in merged {
+            let rule = &self.rules[ri as usize];
+            let Some(re) = rule.regex.get() else { continue };
+            let window = &buf[ws..we];
+            for caps in re.captures_iter(window) {
+                let Some(g) = caps.get(rule.secret_group) else {
+                    continue;
+                };
+                if g.is_empty() {
+                    continue;
+                }
+                let (s, e) = (ws + g.start(), ws + g.end());
+                let secret = &buf[s..e];
+                if !state.seen.insert((ri, region.base_offset + s as u64)) {
+                    continue;
+                }
+                if let Some(min) = rule.entropy
+                    && shannon_entropy(secret) < min
+                {
+                    continue;
+                }
+                if !rule.require.iter().all(|a| a.get().is_some_and(|r| r.is_match(secret))) {
+                    continue;
+                }
+                if !rule.match_allowlist.is_empty()
+                    && let Some(whole) = caps.get(0)
+                    && rule
+                        .match_allowlist
+                        .iter()
+                        .any(|a| a.get().is_some_and(|r| r.is_match(whole.as_bytes())))
+                {
+                    continue;
+                }
+                if rule.allowlist.iter().any(|a| a.get().is_some_and(|r| r.is_match(secret)))
+                    || self
+                        .global_allowlist
+                        .iter()
+                        .any(|a| a.get().is_some_and(|r| r.is_match(secret)))
+                {
+                    continue;
+                }
+                if has_allow_marker(buf, s, e) {
+                    continue;
+                }
+                emit(ri, s, secret);
+            }
+        }
+    }
+}
+
+/// Whether the line(s) holding `buf[s..e]` carry an inline allow comment.
+fn has_allow_marker(buf: &[u8], s: usize, e: usize) -> bool {
+    let lo_bound = s.saturating_sub(MAX_BACK);
+    let ls = memrchr(b'\n', &buf[lo_bound..s]).map_or(lo_bound, |i| lo_bound + i + 1);
+    let hi_bound = (e + MAX_FWD).min(buf.len());
+    let le = memchr(b'\n', &buf[e..hi_bound]).map_or(hi_bound, |i| e + i);
+    let text = &buf[ls..le];
+    ALLOW_MARKERS
+        .iter()
+        .any(|m| memmem::find(text, m).is_some())
+}
+
+/// Longest piece of one line put in a diff buffer; longer lines are split with overlap.
+pub const MAX_PIECE: usize = 1024 * 1024;
+const PIECE_OVERLAP: usize = MAX_BACK + MAX_FWD;
+
+/// Appends one added line to a joined-lines buffer, splitting very long lines into
+/// overlapping pieces so memory and regex windows stay bounded.
+pub fn push_line_pieces(buf: &mut Vec<u8>, map: &mut Vec<LinePiece>, line: u32, content: &[u8]) {
+    let mut start = 0usize;
+    let mut col_offset = 0u64;
+    loop {
+        let end = (start + MAX_PIECE).min(content.len());
+        let piece = &content[start..end];
+        if !map.is_empty() {
+            buf.push(b'\n');
+        }
+        // A `\n` inside content would break the mapping; diff lines never contain one.
+        buf.extend(piece.iter().map(|&b| if b == b'\n' { b' ' } else { b }));
+        map.push(LinePiece {
+            line,
+            col_offset: col_offset.min(u64::from(u32::MAX)) as u32,
+        });
+        if end >= content.len() {
+            break;
+        }
+        let next = end - PIECE_OVERLAP.min(end - start - 1);
+        col_offset += count_chars(&content[start..next]);
+        start = next;
+    }
+}
+
+/// Removes findings reported twice (overlapping pieces of one long line).
+pub fn dedup_findings(findings: &mut Vec<Finding>) {
+    let mut seen = HashSet::new();
+    findings.retain(|f| {
+        seen.insert((
+            f.rule_id.clone(),
+            f.line,
+            f.column,
+            f.commit.clone(),
+            f.path.clone(),
+        ))
+    });
+}

@@ -1,0 +1,272 @@
+//! Output formats: pure functions from findings to text. Secrets are already masked in
+//! [`Finding`], so no formatter can print one in full.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde_json::{Value, json};
+
+use crate::finding::Finding;
+use crate::rule::{Rule, Severity};
+
+/// What the SARIF and text formats need to know about a rule.
+#[derive(Debug, Clone)]
+pub struct RuleInfo {
+    pub id: String,
+    pub description: String,
+    pub severity: Severity,
+    pub help_uri: Option<String>,
+}
+
+impl From<&Rule> for RuleInfo {
+    fn from(r: &Rule) -> Self {
+        RuleInfo {
+            id: r.id.clone(),
+            description: r.description.clone(),
+            severity: r.severity,
+            help_uri: r.references.first().cloned(),
+        }
+    }
+}
+
+/// Human output: `path:line:col: severity rule-id: description [masked]`, one per line.
+pub fn render_text(findings: &[Finding], color: bool) -> String {
+    let (bold, red, yellow, dim, reset) = if color {
+        ("\x1b[1m", "\x1b[31m", "\x1b[33m", "\x1b[2m", "\x1b[0m")
+    } else {
+        ("", "", "", "", "")
+    };
+    let mut out = String::new();
+    for f in findings {
+        let sev_color = match f.severity {
+            Severity::Critical | Severity::High => red,
+            Severity::Medium | Severity::Low => yellow,
+        };
+        let commit = f
+            .commit
+            .as_deref()
+            .map(|c| format!("{dim}{}{reset} ", &c[..c.len().min(12)]))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{commit}{bold}{}:{}:{}{reset}: {sev_color}{}{reset} {bold}{}{reset}: {} [{}]",
+            f.path,
+            f.line,
+            f.column,
+            f.severity,
+            f.rule_id,
+            f.description,
+            f.secret,
+        );
+    }
+    out
+}
+
+/// A JSON array of findings (`rule_id`, `path`, `line`, `column`, masked `secret`,
+/// `fingerprint`, `severity`, `description`, `commit`).
+pub fn render_json(findings: &[Finding]) -> String {
+    let mut s = serde_json::to_string_pretty(findings).unwrap_or_else(|_| "[]".to_owned());
+    s.push('\n');
+    s
+}
+
+fn sarif_level(sev: Severity) -> &'static str {
+    match sev {
+        Severity::Critical | Severity::High => "error",
+        Severity::Medium => "warning",
+        Severity::Low => "note",
+    }
+}
+
+fn security_severity(sev: Severity) -> &'static str {
+    match sev {
+        Severity::Critical => "9.5",
+        Severity::High => "8.0",
+        Severity::Medium => "5.5",
+        Severity::Low => "3.0",
+    }
+}
+
+/// Percent-encodes a path into a relative URI reference (absolute paths become `file://`).
+pub fn path_to_uri(path: &str) -> String {
+    let mut out = String::new();
+    if path.starts_with('/') {
+        out.push_str("file://");
+    }
+    for b in path.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// SARIF 2.1.0 for GitHub code scanning. `rules` describes the rules (only those with
+/// findings are listed).
+pub fn render_sarif(findings: &[Finding], rules: &[RuleInfo], tool_version: &str) -> String {
+    let by_id: BTreeMap<&str, &RuleInfo> = rules.iter().map(|r| (r.id.as_str(), r)).collect();
+    let mut used: Vec<&str> = findings.iter().map(|f| f.rule_id.as_str()).collect();
+    used.sort_unstable();
+    used.dedup();
+    let index: BTreeMap<&str, usize> = used.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+    let sarif_rules: Vec<Value> = used
+        .iter()
+        .map(|id| {
+            let (desc, sev, help) = match by_id.get(id) {
+                Some(r) => (r.description.clone(), r.severity, r.help_uri.clone()),
+                None => ((*id).to_owned(), Severity::High, None),
+            };
+            let mut rule = json!({
+                "id": id,
+                "name": id,
+                "shortDescription": { "text": desc },
+                "fullDescription": { "text": format!("{desc}. Revoke or rotate the credential, then remove it from the code (and its history).") },
+                "help": { "text": format!("{desc} found. Rotate the credential; to accept a false positive add `opsbot:allow` on the line or record it in a baseline (opsbot scan --write-baseline).") },
+                "defaultConfiguration": { "level": sarif_level(sev) },
+                "properties": {
+                    "tags": ["security", "secret"],
+                    "precision": "high",
+                    "security-severity": security_severity(sev),
+                },
+            });
+            if let Some(uri) = help {
+                rule["helpUri"] = json!(uri);
+            }
+            rule
+        })
+        .collect();
+    let results: Vec<Value> = findings
+        .iter()
+        .map(|f| {
+            let mut message = format!("{} ({}) found: {}", f.description, f.rule_id, f.secret);
+            if let Some(c) = &f.commit {
+                let _ = write!(message, " in commit {c}");
+            }
+            let mut result = json!({
+                "ruleId": f.rule_id,
+                "ruleIndex": index.get(f.rule_id.as_str()).copied().unwrap_or(0),
+                "level": sarif_level(f.severity),
+                "message": { "text": message },
+                "locations": [{
+                    "physicalLocation": {
+                        "artifactLocation": { "uri": path_to_uri(&f.path) },
+                        "region": { "startLine": f.line.max(1), "startColumn": f.column.max(1) },
+                    }
+                }],
+                "partialFingerprints": { "opsbotSecret/v1": f.fingerprint },
+            });
+            if let Some(c) = &f.commit {
+                result["properties"] = json!({ "commit": c });
+            }
+            result
+        })
+        .collect();
+    let doc = json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {
+                "driver": {
+                    "name": "opsbot",
+                    "informationUri": "https://github.com/opsbot/opsbot",
+                    "version": tool_version,
+                    "rules": sarif_rules,
+                }
+            },
+            "columnKind": "unicodeCodePoints",
+            "results": results,
+        }]
+    });
+    let mut s = serde_json::to_string_pretty(&doc).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+fn escape_data(s: &str) -> String {
+    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+}
+
+fn escape_property(s: &str) -> String {
+    escape_data(s).replace(':', "%3A").replace(',', "%2C")
+}
+
+/// GitHub Actions workflow commands (`::error file=…,line=…::…`), one per finding.
+pub fn render_github(findings: &[Finding]) -> String {
+    let mut out = String::new();
+    for f in findings {
+        let level = match f.severity {
+            Severity::Critical | Severity::High => "error",
+            Severity::Medium => "warning",
+            Severity::Low => "notice",
+        };
+        let mut message = format!("{} found: {}", f.description, f.secret);
+        if let Some(c) = &f.commit {
+            let _ = write!(message, " (commit {c})");
+        }
+        let _ = writeln!(
+            out,
+            "::{level} file={},line={},col={},title={}::{}",
+            escape_property(&f.path),
+            f.line,
+            f.column,
+            escape_property(&format!("Secret: {}", f.rule_id)),
+            escape_data(&message),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn finding() -> Finding {
+        Finding {
+            rule_id: "aws-access-key-id".into(),
+            description: "AWS access key ID".into(),
+            severity: Severity::High,
+            path: "dir with space/a,b:c.py".into(),
+            line: 3,
+            column: 7,
+            secret: "AKIA…".into(),
+            fingerprint: "0123456789abcdef0123456789abcdef".into(),
+            commit: Some("a".repeat(40)),
+        }
+    }
+
+    #[test]
+    fn github_commands_escape_properties() {
+        let out = render_github(&[finding()]);
+        assert!(out.starts_with("::error file=dir with space/a%2Cb%3Ac.py,line=3,col=7,title=Secret%3A aws-access-key-id::"));
+        assert_eq!(out.lines().count(), 1);
+    }
+
+    #[test]
+    fn sarif_lists_used_rules_and_encodes_uris() {
+        let info = RuleInfo {
+            id: "aws-access-key-id".into(),
+            description: "AWS access key ID".into(),
+            severity: Severity::High,
+            help_uri: Some("https://docs.aws.amazon.com/".into()),
+        };
+        let s = render_sarif(&[finding()], &[info], "0.1.0");
+        let v: Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(v["runs"][0]["tool"]["driver"]["rules"][0]["id"], "aws-access-key-id");
+        assert_eq!(
+            v["runs"][0]["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
+            "dir%20with%20space/a%2Cb%3Ac.py"
+        );
+        assert_eq!(path_to_uri("/tmp/x y"), "file:///tmp/x%20y");
+    }
+
+    #[test]
+    fn text_is_plain_without_color() {
+        let out = render_text(&[finding()], false);
+        assert!(out.contains("dir with space/a,b:c.py:3:7: high aws-access-key-id: AWS access key ID [AKIA…]"));
+        assert!(!out.contains('\x1b'));
+        assert!(render_text(&[finding()], true).contains('\x1b'));
+    }
+}

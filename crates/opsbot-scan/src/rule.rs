@@ -1,0 +1,573 @@
+//! Rules as data: the TOML format of `rules/*.toml`, its validation, and [`RuleSet`].
+//!
+//! A rule file holds `[[rules]]` entries and, optionally, a file-wide `allowlist` and a
+//! `[global]` table whose `allowlist` applies to every rule of every file (placeholders such
+//! as `xxxx`, `${VAR}` or `<YOUR_KEY>`). Regexes are only *parsed* here (cheap); they are
+//! compiled lazily by the engine, the first time one of the rule's keywords is seen.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use regex::bytes::{Regex, RegexBuilder};
+use serde::{Deserialize, Serialize};
+
+/// Size limit for one compiled rule regex (bytes of the compiled program).
+const REGEX_SIZE_LIMIT: usize = 4 * 1024 * 1024;
+
+/// How bad a leak of this kind of secret is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A positive example: plain text, or text plus the secret the rule must capture from it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum Example {
+    Text(String),
+    WithSecret { text: String, secret: String },
+}
+
+impl Example {
+    pub fn text(&self) -> &str {
+        match self {
+            Example::Text(t) => t,
+            Example::WithSecret { text, .. } => text,
+        }
+    }
+    pub fn expected_secret(&self) -> Option<&str> {
+        match self {
+            Example::Text(_) => None,
+            Example::WithSecret { secret, .. } => Some(secret),
+        }
+    }
+}
+
+/// One rule as written in a rules file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    /// Stable identifier, `[a-z0-9-]+`, unique across all loaded rules.
+    pub id: String,
+    pub description: String,
+    /// Rust `regex` syntax (linear time). Matched against bytes; `(?i)` etc. allowed.
+    pub regex: String,
+    /// Capture group holding the secret. Defaults to 1 when the regex has a group, else 0.
+    #[serde(default)]
+    pub secret_group: Option<usize>,
+    /// Literal keywords (ASCII, matched case-insensitively) that must appear for the regex to run.
+    pub keywords: Vec<String>,
+    /// Minimum Shannon entropy (bits per byte) of the secret.
+    #[serde(default)]
+    pub entropy: Option<f64>,
+    /// Regexes; a secret matching any of them is not reported.
+    #[serde(default)]
+    pub allowlist: Vec<String>,
+    /// Regexes tested against the whole match (context, e.g. `@localhost`); a match
+    /// containing one of them is not reported.
+    #[serde(default)]
+    pub match_allowlist: Vec<String>,
+    /// Regexes the secret must *all* match (e.g. `[0-9]` and `[A-Za-z]`: mixed characters).
+    #[serde(default)]
+    pub require: Vec<String>,
+    /// A keyword-context rule (`password = "…"`): a specific rule matching the same secret
+    /// wins over it.
+    #[serde(default)]
+    pub generic: bool,
+    pub severity: Severity,
+    /// The match may span lines (private keys): the regex sees up to 16 KiB after the keyword.
+    #[serde(default)]
+    pub multiline: bool,
+    /// Where to read about this kind of credential (first one is used as the SARIF help URI).
+    #[serde(default)]
+    pub references: Vec<String>,
+    #[serde(default)]
+    pub examples: Vec<Example>,
+    #[serde(default)]
+    pub negative_examples: Vec<String>,
+}
+
+/// The `[global]` table of a rule file.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GlobalSpec {
+    #[serde(default)]
+    pub allowlist: Vec<String>,
+}
+
+/// A whole rule file.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleFile {
+    #[serde(default)]
+    pub global: Option<GlobalSpec>,
+    /// Applies to every rule of this file.
+    #[serde(default)]
+    pub allowlist: Vec<String>,
+    #[serde(default)]
+    pub rules: Vec<RuleSpec>,
+}
+
+/// What is wrong with a rules file or one of its rules.
+#[derive(Debug, thiserror::Error)]
+pub enum RuleError {
+    #[error("{file}: invalid TOML: {message}")]
+    Toml { file: String, message: String },
+    #[error("{file}: rule `{rule}`: {problem}")]
+    Rule {
+        file: String,
+        rule: String,
+        problem: String,
+    },
+    #[error("{file}: {problem}")]
+    File { file: String, problem: String },
+}
+
+impl RuleError {
+    fn rule(file: &str, rule: &str, problem: impl Into<String>) -> Self {
+        RuleError::Rule {
+            file: file.to_owned(),
+            rule: rule.to_owned(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// A regex whose syntax was checked at load and which is compiled on first use.
+#[derive(Debug)]
+pub struct LazyRegex {
+    source: String,
+    compiled: OnceLock<Option<Regex>>,
+}
+
+impl LazyRegex {
+    /// Checks the syntax now (cheap); compiles later.
+    pub fn parse(source: &str) -> Result<(Self, usize), String> {
+        let hir = regex_syntax::ParserBuilder::new()
+            .utf8(false)
+            .build()
+            .parse(source)
+            .map_err(|e| format!("regex does not parse: {}", one_line(&e.to_string())))?;
+        let groups = hir.properties().explicit_captures_len();
+        Ok((
+            LazyRegex {
+                source: source.to_owned(),
+                compiled: OnceLock::new(),
+            },
+            groups,
+        ))
+    }
+
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The compiled regex, or `None` if it cannot be compiled (logged once).
+    pub fn get(&self) -> Option<&Regex> {
+        self.compiled
+            .get_or_init(|| match compile(&self.source) {
+                Ok(re) => Some(re),
+                Err(err) => {
+                    tracing::error!(regex = %self.source, "rule regex does not compile: {err}");
+                    None
+                }
+            })
+            .as_ref()
+    }
+
+    /// Compiles now, returning the error text (used by validation of user rules and tests).
+    pub fn force(&self) -> Result<&Regex, String> {
+        if let Some(re) = self.compiled.get() {
+            return re.as_ref().ok_or_else(|| "regex does not compile".to_owned());
+        }
+        match compile(&self.source) {
+            Ok(re) => Ok(self.compiled.get_or_init(|| Some(re)).as_ref().ok_or("regex")?),
+            Err(err) => Err(err),
+        }
+    }
+}
+
+fn compile(source: &str) -> Result<Regex, String> {
+    RegexBuilder::new(source)
+        .unicode(false)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .dfa_size_limit(REGEX_SIZE_LIMIT)
+        .build()
+        .map_err(|e| one_line(&e.to_string()))
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// A validated rule, ready for the engine.
+#[derive(Debug)]
+pub struct Rule {
+    pub id: String,
+    pub description: String,
+    pub severity: Severity,
+    pub keywords: Vec<String>,
+    pub secret_group: usize,
+    pub entropy: Option<f64>,
+    pub multiline: bool,
+    pub references: Vec<String>,
+    /// The file the rule came from (for messages).
+    pub file: String,
+    pub regex: LazyRegex,
+    /// Rule allowlist plus the file-wide allowlist.
+    pub allowlist: Vec<LazyRegex>,
+    pub match_allowlist: Vec<LazyRegex>,
+    pub require: Vec<LazyRegex>,
+    pub generic: bool,
+    pub examples: Vec<Example>,
+    pub negative_examples: Vec<String>,
+}
+
+/// All loaded rules plus the global allowlist. Cheap to clone (shared).
+#[derive(Debug, Clone, Default)]
+pub struct RuleSet {
+    pub(crate) rules: Vec<Arc<Rule>>,
+    pub(crate) global_allowlist: Vec<Arc<LazyRegex>>,
+    /// Where each rule id came from, to report duplicates.
+    origin: HashMap<String, String>,
+}
+
+/// Rules embedded in the binary from the repository's `rules/` directory.
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/embedded_rules.rs"));
+}
+
+/// The names and texts of the rule files compiled into this crate.
+pub fn embedded_rule_files() -> &'static [(&'static str, &'static str)] {
+    embedded::EMBEDDED_RULE_FILES
+}
+
+impl RuleSet {
+    /// An empty rule set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The built-in rules (from `rules/*.toml`, embedded at compile time).
+    pub fn builtin() -> Result<Self, RuleError> {
+        let mut set = RuleSet::new();
+        for (name, text) in embedded_rule_files() {
+            set.add_file(&format!("rules/{name}"), text, false)?;
+        }
+        Ok(set)
+    }
+
+    /// Parses and adds one rules file. `check_examples` compiles the file's regexes now and
+    /// runs each rule's examples (used for user rules, so a broken rule is reported at once).
+    pub fn add_file(
+        &mut self,
+        file: &str,
+        text: &str,
+        check_examples: bool,
+    ) -> Result<(), RuleError> {
+        let parsed: RuleFile = toml::from_str(text).map_err(|e| RuleError::Toml {
+            file: file.to_owned(),
+            message: one_line(&e.to_string()),
+        })?;
+        self.add_parsed(file, parsed, check_examples)
+    }
+
+    /// Adds rules that were already parsed (for example from the `[scan]` table of opsbot.toml).
+    pub fn add_parsed(
+        &mut self,
+        file: &str,
+        parsed: RuleFile,
+        check_examples: bool,
+    ) -> Result<(), RuleError> {
+        if let Some(global) = &parsed.global {
+            for (i, src) in global.allowlist.iter().enumerate() {
+                let (re, _) = LazyRegex::parse(src).map_err(|p| RuleError::File {
+                    file: file.to_owned(),
+                    problem: format!("global allowlist entry {}: {p}", i + 1),
+                })?;
+                self.global_allowlist.push(Arc::new(re));
+            }
+        }
+        let first_new = self.rules.len();
+        for spec in parsed.rules {
+            let rule = match validate(file, &parsed.allowlist, spec) {
+                Ok(rule) => rule,
+                Err(err) => {
+                    self.truncate(first_new);
+                    return Err(err);
+                }
+            };
+            if let Some(prev) = self.origin.get(&rule.id) {
+                let err = RuleError::rule(
+                    file,
+                    &rule.id,
+                    format!("duplicate rule id (already defined in {prev})"),
+                );
+                self.truncate(first_new);
+                return Err(err);
+            }
+            self.origin.insert(rule.id.clone(), file.to_owned());
+            self.rules.push(Arc::new(rule));
+        }
+        if check_examples {
+            for i in first_new..self.rules.len() {
+                let id = self.rules[i].id.clone();
+                if let Err(problem) = self.check_examples(&id) {
+                    self.truncate(first_new);
+                    return Err(RuleError::rule(file, &id, problem));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn truncate(&mut self, len: usize) {
+        for r in self.rules.drain(len..) {
+            self.origin.remove(&r.id);
+        }
+    }
+
+    /// Compiles rule `id` and runs its examples through a one-rule scanner: every positive
+    /// example must produce a finding (with the expected secret, if given) and no negative
+    /// example may. Returns what is wrong.
+    pub fn check_examples(&self, id: &str) -> Result<(), String> {
+        let rule = self.get(id).ok_or_else(|| format!("no rule `{id}`"))?;
+        rule.regex.force()?;
+        for a in rule
+            .allowlist
+            .iter()
+            .chain(&rule.match_allowlist)
+            .chain(&rule.require)
+        {
+            a.force()
+                .map_err(|e| format!("regex `{}`: {e}", a.source()))?;
+        }
+        let single = crate::engine::Scanner::for_rule(self, id)
+            .ok_or_else(|| format!("no rule `{id}`"))?;
+        for (i, ex) in rule.examples.iter().enumerate() {
+            let secrets = single.raw_secrets(ex.text().as_bytes());
+            if secrets.is_empty() {
+                return Err(format!("positive example {} does not match", i + 1));
+            }
+            if let Some(want) = ex.expected_secret()
+                && !secrets.iter().any(|s| s.as_slice() == want.as_bytes())
+            {
+                let got: Vec<String> = secrets
+                    .iter()
+                    .map(|s| format!("{} ({} bytes)", crate::finding::mask(s), s.len()))
+                    .collect();
+                return Err(format!(
+                    "positive example {} captured {} instead of the expected secret {} ({} bytes)",
+                    i + 1,
+                    got.join(", "),
+                    crate::finding::mask(want.as_bytes()),
+                    want.len()
+                ));
+            }
+        }
+        for (i, ex) in rule.negative_examples.iter().enumerate() {
+            if !single.raw_secrets(ex.as_bytes()).is_empty() {
+                return Err(format!("negative example {} matches but must not", i + 1));
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds a global allowlist regex (applies to the secret of every rule).
+    pub fn add_global_allowlist(&mut self, origin: &str, regex: &str) -> Result<(), RuleError> {
+        let (re, _) = LazyRegex::parse(regex).map_err(|p| RuleError::File {
+            file: origin.to_owned(),
+            problem: format!("allowlist `{regex}`: {p}"),
+        })?;
+        self.global_allowlist.push(Arc::new(re));
+        Ok(())
+    }
+
+    /// Removes rules by id; returns the ids that did not exist.
+    pub fn disable<S: AsRef<str>>(&mut self, ids: &[S]) -> Vec<String> {
+        let mut unknown = Vec::new();
+        for id in ids {
+            let id = id.as_ref();
+            if !self.rules.iter().any(|r| r.id == id) {
+                unknown.push(id.to_owned());
+            }
+        }
+        self.rules
+            .retain(|r| !ids.iter().any(|id| id.as_ref() == r.id));
+        for id in ids {
+            self.origin.remove(id.as_ref());
+        }
+        unknown
+    }
+
+    pub fn rules(&self) -> impl Iterator<Item = &Rule> {
+        self.rules.iter().map(|r| r.as_ref())
+    }
+
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Rule> {
+        self.rules.iter().find(|r| r.id == id).map(|r| r.as_ref())
+    }
+}
+
+fn validate(file: &str, file_allowlist: &[String], spec: RuleSpec) -> Result<Rule, RuleError> {
+    let id = spec.id.trim().to_owned();
+    if id.is_empty() {
+        return Err(RuleError::File {
+            file: file.to_owned(),
+            problem: "a rule has an empty `id`".to_owned(),
+        });
+    }
+    if !id
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err(RuleError::rule(
+            file,
+            &id,
+            "id must use only lowercase letters, digits and `-`",
+        ));
+    }
+    if spec.description.trim().is_empty() {
+        return Err(RuleError::rule(file, &id, "`description` is empty"));
+    }
+    let (regex, groups) =
+        LazyRegex::parse(&spec.regex).map_err(|p| RuleError::rule(file, &id, p))?;
+    let secret_group = spec
+        .secret_group
+        .unwrap_or(if groups >= 1 { 1 } else { 0 });
+    if secret_group > groups {
+        return Err(RuleError::rule(
+            file,
+            &id,
+            format!("secret_group {secret_group} does not exist (the regex has {groups} capture groups)"),
+        ));
+    }
+    if spec.keywords.is_empty() {
+        return Err(RuleError::rule(
+            file,
+            &id,
+            "`keywords` is empty: at least one literal keyword is needed for the prefilter",
+        ));
+    }
+    let mut keywords = Vec::new();
+    for kw in &spec.keywords {
+        if kw.len() < 2 {
+            return Err(RuleError::rule(
+                file,
+                &id,
+                format!("keyword {kw:?} is too short (at least 2 bytes)"),
+            ));
+        }
+        if !kw.is_ascii() {
+            return Err(RuleError::rule(
+                file,
+                &id,
+                format!("keyword {kw:?} is not ASCII (keywords are matched ASCII case-insensitively)"),
+            ));
+        }
+        keywords.push(kw.to_ascii_lowercase());
+    }
+    if let Some(e) = spec.entropy
+        && !(0.0..=8.0).contains(&e)
+    {
+        return Err(RuleError::rule(
+            file,
+            &id,
+            format!("entropy {e} is out of range 0..=8"),
+        ));
+    }
+    let mut allowlist = Vec::new();
+    for src in spec.allowlist.iter().chain(file_allowlist) {
+        let (re, _) = LazyRegex::parse(src)
+            .map_err(|p| RuleError::rule(file, &id, format!("allowlist `{src}`: {p}")))?;
+        allowlist.push(re);
+    }
+    let mut match_allowlist = Vec::new();
+    for src in &spec.match_allowlist {
+        let (re, _) = LazyRegex::parse(src)
+            .map_err(|p| RuleError::rule(file, &id, format!("match_allowlist `{src}`: {p}")))?;
+        match_allowlist.push(re);
+    }
+    let mut require = Vec::new();
+    for src in &spec.require {
+        let (re, _) = LazyRegex::parse(src)
+            .map_err(|p| RuleError::rule(file, &id, format!("require `{src}`: {p}")))?;
+        require.push(re);
+    }
+    if spec.examples.is_empty() {
+        return Err(RuleError::rule(
+            file,
+            &id,
+            "no `examples`: every rule needs at least one positive example",
+        ));
+    }
+    if spec.negative_examples.is_empty() {
+        return Err(RuleError::rule(
+            file,
+            &id,
+            "no `negative_examples`: every rule needs at least one negative example",
+        ));
+    }
+    for (i, ex) in spec.examples.iter().enumerate() {
+        let lower = ex.text().to_ascii_lowercase();
+        if !keywords.iter().any(|k| lower.contains(k.as_str())) {
+            return Err(RuleError::rule(
+                file,
+                &id,
+                format!(
+                    "example {} contains none of the keywords {:?}, so the prefilter would never run the regex",
+                    i + 1,
+                    keywords
+                ),
+            ));
+        }
+    }
+    Ok(Rule {
+        id,
+        description: spec.description.trim().to_owned(),
+        severity: spec.severity,
+        keywords,
+        secret_group,
+        entropy: spec.entropy,
+        multiline: spec.multiline,
+        references: spec.references,
+        file: file.to_owned(),
+        regex,
+        allowlist,
+        match_allowlist,
+        require,
+        generic: spec.generic,
+        examples: spec.examples,
+        negative_examples: spec.negative_examples,
+    })
+}

@@ -1,0 +1,109 @@
+//! Every rule's positive and negative examples, checked automatically. A rule without
+//! examples cannot even be loaded, so it fails here (and at build of the rule set).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use opsbot_scan::rule::embedded_rule_files;
+use opsbot_scan::{RuleSet, Scanner};
+
+#[test]
+fn every_embedded_rule_file_loads() {
+    for (name, text) in embedded_rule_files() {
+        let mut set = RuleSet::new();
+        if let Err(e) = set.add_file(name, text, false) {
+            panic!("{e}");
+        }
+    }
+    let set = RuleSet::builtin().unwrap();
+    assert!(set.len() >= 100, "only {} rules", set.len());
+}
+
+#[test]
+fn every_rule_passes_its_own_examples() {
+    let set = RuleSet::builtin().unwrap();
+    let mut failures = Vec::new();
+    for rule in set.rules() {
+        if let Err(problem) = set.check_examples(&rule.id) {
+            failures.push(format!("{} ({}): {problem}", rule.id, rule.file));
+        }
+    }
+    assert!(failures.is_empty(), "{} rules fail their examples:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// With all rules loaded together, a positive example is reported by its rule and a
+/// negative example is not reported by its rule.
+#[test]
+fn examples_hold_with_the_full_rule_set() {
+    let set = RuleSet::builtin().unwrap();
+    let scanner = Scanner::new(&set);
+    let mut failures = Vec::new();
+    for rule in set.rules() {
+        for (i, ex) in rule.examples.iter().enumerate() {
+            let found = scanner.scan_bytes("example.txt", ex.text().as_bytes());
+            if !found.iter().any(|f| f.rule_id == rule.id) {
+                failures.push(format!("{}: positive example {} not reported", rule.id, i + 1));
+            }
+        }
+        for (i, ex) in rule.negative_examples.iter().enumerate() {
+            let found = scanner.scan_bytes("example.txt", ex.as_bytes());
+            if found.iter().any(|f| f.rule_id == rule.id) {
+                failures.push(format!("{}: negative example {} reported", rule.id, i + 1));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn a_rule_without_examples_is_rejected_with_file_and_id() {
+    let text = r#"
+[[rules]]
+id = "no-examples"
+description = "x"
+severity = "low"
+keywords = ["abc"]
+regex = 'abc(\d+)'
+"#;
+    let err = RuleSet::new().add_file("custom/x.toml", text, false).unwrap_err().to_string();
+    assert!(err.contains("custom/x.toml"), "{err}");
+    assert!(err.contains("no-examples"), "{err}");
+    assert!(err.contains("examples"), "{err}");
+}
+
+#[test]
+fn broken_rules_name_file_rule_and_problem() {
+    let cases = [
+        ("regex = 'abc(['", "regex does not parse"),
+        ("regex = 'abc'\nsecret_group = 2", "secret_group 2 does not exist"),
+        ("regex = 'abc(\\d)'\nentropy = 9.5", "out of range"),
+    ];
+    for (extra, want) in cases {
+        let text = format!(
+            "[[rules]]\nid = \"bad-one\"\ndescription = \"d\"\nseverity = \"low\"\nkeywords = [\"abc\"]\n{extra}\nexamples = [\"abc1\"]\nnegative_examples = [\"x\"]\n"
+        );
+        let err = RuleSet::new().add_file("my.toml", &text, false).unwrap_err().to_string();
+        assert!(err.starts_with("my.toml: rule `bad-one`: "), "{err}");
+        assert!(err.contains(want), "{err} should contain {want}");
+    }
+    let err = RuleSet::new().add_file("t.toml", "[[rules]\nid=", false).unwrap_err().to_string();
+    assert!(err.starts_with("t.toml: invalid TOML"), "{err}");
+    let text = "[[rules]]\nid = \"k\"\ndescription = \"d\"\nseverity = \"low\"\nkeywords = []\nregex = 'a'\nexamples = [\"a\"]\nnegative_examples = [\"b\"]\n";
+    let err = RuleSet::new().add_file("k.toml", text, false).unwrap_err().to_string();
+    assert!(err.contains("`keywords` is empty"), "{err}");
+}
+
+#[test]
+fn user_rules_are_checked_against_their_examples_at_load() {
+    let mut set = RuleSet::builtin().unwrap();
+    let rule = |negative: &str| {
+        format!(
+            "[[rules]]\nid = \"acme-token\"\ndescription = \"ACME token\"\nseverity = \"high\"\nkeywords = [\"acme_\"]\nregex = '\\bacme_([a-z0-9]{{16}})\\b'\nexamples = [\"t = acme_k3j9x0m2p7q4z8w1\"]\nnegative_examples = [\"t = acme_k3j9x0m2p7q4z8w1zz\", \"{negative}\"]\n"
+        )
+    };
+    let err = set.add_file("acme.toml", &rule("acme_q3j9x0m2p7q4z8w1"), true).unwrap_err().to_string();
+    assert!(err.contains("acme.toml: rule `acme-token`: negative example 2 matches"), "{err}");
+    let before = set.len();
+    set.add_file("acme.toml", &rule("acme_short"), true).unwrap();
+    assert_eq!(set.len(), before + 1);
+    let dup = set.add_file("again.toml", &rule("acme_short"), true).unwrap_err().to_string();
+    assert!(dup.contains("duplicate rule id (already defined in acme.toml)"), "{dup}");
+}

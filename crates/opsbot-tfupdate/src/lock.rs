@@ -1,0 +1,739 @@
+//! `.terraform.lock.hcl`: reading and format-preserving updating (pure), and the job that
+//! brings lock files in line with the provider pins (downloads, checksums, hashes; I/O).
+//!
+//! For each provider the lock gets the version the configuration pins (or keeps the
+//! locked one when the constraints still admit it), the `h1:` hash of the package for
+//! every requested platform (downloaded, verified against the registry's `SHA256SUMS`,
+//! cached by checksum) and a `zh:` hash for every package listed in `SHA256SUMS`.
+//! `SHA256SUMS` signatures are not verified.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use hcl_edit::Span;
+use hcl_edit::expr::Expression;
+use tokio::sync::{OnceCell, Semaphore};
+
+use crate::constraint::{Constraint, TfVersion};
+use crate::hash::{PackageError, h1_hash_zip, parse_sha256sums, sha256_hex};
+use crate::pins::{LineIndex, ParseError, PinKind, ProviderAddress};
+use crate::registry::{RegistryClient, RegistryError};
+use crate::rewrite::{quote, splice};
+use crate::walk::{FileError, WalkOptions, scan_files, terraform_files, write_atomic};
+
+/// The lock file name.
+pub const LOCK_FILE: &str = ".terraform.lock.hcl";
+
+const HEADER: &str = "# This file is maintained automatically by \"terraform init\".\n# Manual edits may be lost in future updates.\n";
+
+/// A platform: `linux_amd64`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Platform {
+    pub os: String,
+    pub arch: String,
+}
+
+impl Platform {
+    pub fn parse(text: &str) -> Option<Platform> {
+        let (os, arch) = text.trim().split_once('_')?;
+        let ok = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric());
+        (ok(os) && ok(arch)).then(|| Platform {
+            os: os.to_string(),
+            arch: arch.to_string(),
+        })
+    }
+
+    /// The platform this program runs on, in Go's names.
+    pub fn host() -> Platform {
+        let os = match std::env::consts::OS {
+            "macos" => "darwin",
+            other => other,
+        };
+        let arch = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            "x86" => "386",
+            other => other,
+        };
+        Platform {
+            os: os.to_string(),
+            arch: arch.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}_{}", self.os, self.arch)
+    }
+}
+
+/// One `provider "ADDRESS" { … }` block of a lock file.
+#[derive(Debug, Clone)]
+pub struct LockEntry {
+    /// The address as written.
+    pub address: String,
+    pub version: Option<String>,
+    version_span: Option<Range<usize>>,
+    pub constraints: Option<String>,
+    constraints_span: Option<Range<usize>>,
+    pub hashes: Vec<String>,
+    /// Span of the `[...]` array and the indentation of the `hashes` line.
+    hashes_span: Option<(Range<usize>, String)>,
+    /// Span of the whole block.
+    block_span: Range<usize>,
+    /// Indentation of attributes in the block.
+    indent: String,
+}
+
+/// A parsed lock file.
+#[derive(Debug, Clone, Default)]
+pub struct LockFile {
+    pub entries: Vec<LockEntry>,
+}
+
+fn indent_at(text: &str, offset: usize) -> String {
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    text[line_start..offset]
+        .chars()
+        .take_while(|c| *c == ' ' || *c == '\t')
+        .collect()
+}
+
+impl LockFile {
+    pub fn parse(file: &Path, text: &str) -> Result<LockFile, ParseError> {
+        let body = hcl_edit::parser::parse_body(text).map_err(|e| ParseError {
+            file: file.to_path_buf(),
+            line: e.location().line(),
+            column: e.location().column(),
+            message: e.message().to_string(),
+        })?;
+        let lines = LineIndex::new(text);
+        let mut entries = Vec::new();
+        for block in body.blocks().filter(|b| b.has_ident("provider")) {
+            let Some(address) = block.labels.first().map(|l| l.as_str().to_string()) else {
+                continue;
+            };
+            let block_span = block.span().unwrap_or(0..0);
+            let string_attr = |key: &str| {
+                block.body.get_attribute(key).and_then(|a| match &a.value {
+                    Expression::String(s) => Some((s.value().to_string(), a.value.span())),
+                    _ => None,
+                })
+            };
+            let (version, version_span) = string_attr("version").map_or((None, None), |(v, s)| (Some(v), s));
+            let (constraints, constraints_span) =
+                string_attr("constraints").map_or((None, None), |(v, s)| (Some(v), s));
+            let mut hashes = Vec::new();
+            let mut hashes_span = None;
+            let mut indent = "  ".to_string();
+            if let Some(attr) = block.body.attributes().next()
+                && let Some(span) = attr.span()
+            {
+                indent = indent_at(text, span.start);
+            }
+            if let Some(attr) = block.body.get_attribute("hashes") {
+                let Expression::Array(array) = &attr.value else {
+                    return Err(ParseError {
+                        file: file.to_path_buf(),
+                        line: attr.span().map_or(0, |s| lines.line(s.start)),
+                        column: 1,
+                        message: "`hashes` is not a list".to_string(),
+                    });
+                };
+                for item in array.iter() {
+                    if let Expression::String(s) = item {
+                        hashes.push(s.value().to_string());
+                    }
+                }
+                if let (Some(value_span), Some(attr_span)) = (attr.value.span(), attr.span()) {
+                    hashes_span = Some((value_span, indent_at(text, attr_span.start)));
+                }
+            }
+            entries.push(LockEntry {
+                address,
+                version,
+                version_span,
+                constraints,
+                constraints_span,
+                hashes,
+                hashes_span,
+                block_span,
+                indent,
+            });
+        }
+        Ok(LockFile { entries })
+    }
+}
+
+/// What one provider's lock entry should say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockUpdate {
+    /// Fully qualified address (`registry.terraform.io/hashicorp/aws`).
+    pub address: String,
+    pub version: String,
+    pub constraints: Option<String>,
+    pub hashes: Vec<String>,
+}
+
+fn render_hashes(hashes: &[String], indent: &str) -> String {
+    let mut out = String::from("[\n");
+    for h in hashes {
+        out.push_str(indent);
+        out.push_str("  ");
+        out.push_str(&quote(h));
+        out.push_str(",\n");
+    }
+    out.push_str(indent);
+    out.push(']');
+    out
+}
+
+fn render_block(update: &LockUpdate) -> String {
+    let mut out = format!("provider {} {{\n", quote(&update.address));
+    match &update.constraints {
+        Some(c) => {
+            out.push_str(&format!("  version     = {}\n", quote(&update.version)));
+            out.push_str(&format!("  constraints = {}\n", quote(c)));
+        }
+        None => out.push_str(&format!("  version = {}\n", quote(&update.version))),
+    }
+    out.push_str(&format!("  hashes = {}\n", render_hashes(&update.hashes, "  ")));
+    out.push_str("}\n");
+    out
+}
+
+/// Applies `updates` to the lock file `text` (parsed as `lock`): existing entries are
+/// edited in place (version, constraints, hashes), new ones appended. Everything else
+/// is kept byte for byte.
+pub fn render_lock(text: &str, lock: &LockFile, updates: &[LockUpdate], same: impl Fn(&str, &str) -> bool) -> String {
+    let mut edits: Vec<(Range<usize>, String)> = Vec::new();
+    let mut appended = String::new();
+    for update in updates {
+        match lock.entries.iter().find(|e| same(&e.address, &update.address)) {
+            Some(entry) => {
+                if let Some(span) = &entry.version_span
+                    && entry.version.as_deref() != Some(update.version.as_str())
+                {
+                    edits.push((span.clone(), quote(&update.version)));
+                }
+                match (&entry.constraints_span, &update.constraints) {
+                    (Some(span), Some(c)) if entry.constraints.as_deref() != Some(c.as_str()) => {
+                        edits.push((span.clone(), quote(c)));
+                    }
+                    (None, Some(c)) => {
+                        if let Some(span) = &entry.version_span {
+                            // a new attribute right after `version`, like Terraform
+                            let line_end = text[span.end..].find('\n').map_or(text.len(), |i| span.end + i);
+                            edits.push((
+                                line_end..line_end,
+                                format!("\n{}constraints = {}", entry.indent, quote(c)),
+                            ));
+                        }
+                    }
+                    _ => {}
+                }
+                if entry.hashes != update.hashes {
+                    match &entry.hashes_span {
+                        Some((span, indent)) => edits.push((span.clone(), render_hashes(&update.hashes, indent))),
+                        None => {
+                            let close = entry.block_span.end.saturating_sub(1);
+                            edits.push((
+                                close..close,
+                                format!(
+                                    "{}hashes = {}\n",
+                                    entry.indent,
+                                    render_hashes(&update.hashes, &entry.indent)
+                                ),
+                            ));
+                        }
+                    }
+                }
+            }
+            None => {
+                appended.push('\n');
+                appended.push_str(&render_block(update));
+            }
+        }
+    }
+    let mut out = splice(text, edits);
+    if !appended.is_empty() {
+        if out.trim().is_empty() {
+            out = HEADER.to_string();
+        } else if !out.ends_with('\n') {
+            out.push('\n');
+        }
+        out.push_str(&appended);
+    }
+    out
+}
+
+/// Errors computing a provider's hashes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LockError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("{file}: {source}")]
+    Package { file: String, source: PackageError },
+    #[error("{file}: checksum mismatch: SHA256SUMS says {expected}, got {actual}")]
+    Checksum {
+        file: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("{file} is not listed in {url}")]
+    NotInSums { file: String, url: String },
+    #[error("provider {address}: no version matches `{constraints}`")]
+    NoMatchingVersion { address: String, constraints: String },
+}
+
+type SharedHashes = Arc<OnceCell<Result<Arc<Vec<String>>, LockError>>>;
+
+/// Computes package hashes once per provider version, in parallel, with a download
+/// cache keyed by checksum.
+#[derive(Debug)]
+pub struct LockHasher {
+    registry: Arc<RegistryClient>,
+    platforms: Vec<Platform>,
+    cache_dir: Option<PathBuf>,
+    done: Mutex<HashMap<(ProviderAddress, String), SharedHashes>>,
+    downloads: Semaphore,
+}
+
+impl LockHasher {
+    pub fn new(registry: Arc<RegistryClient>, platforms: Vec<Platform>, cache_dir: Option<PathBuf>) -> LockHasher {
+        LockHasher {
+            registry,
+            platforms,
+            cache_dir,
+            done: Mutex::default(),
+            downloads: Semaphore::new(8),
+        }
+    }
+
+    /// Sorted `h1:` (requested platforms) and `zh:` (every package) hashes.
+    pub async fn hashes(&self, address: &ProviderAddress, version: &TfVersion) -> Result<Arc<Vec<String>>, LockError> {
+        let key = (address.clone(), version.as_str().to_string());
+        let cell = {
+            let mut map = self.done.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            map.entry(key).or_default().clone()
+        };
+        cell.get_or_init(|| async { self.compute(address, version).await.map(Arc::new) })
+            .await
+            .clone()
+    }
+
+    async fn compute(&self, address: &ProviderAddress, version: &TfVersion) -> Result<Vec<String>, LockError> {
+        let packages = futures::future::try_join_all(
+            self.platforms
+                .iter()
+                .map(|p| self.registry.provider_package(address, version, &p.os, &p.arch)),
+        )
+        .await?;
+        let Some(first) = packages.first() else {
+            return Ok(Vec::new());
+        };
+        let sums_url = first.shasums_url.clone();
+        let sums_text = self.registry.get_bytes(&sums_url).await?;
+        let sums = parse_sha256sums(&String::from_utf8_lossy(&sums_text));
+        let h1s = futures::future::try_join_all(packages.iter().map(|pkg| async {
+            let expected = sums.get(&pkg.filename).ok_or_else(|| LockError::NotInSums {
+                file: pkg.filename.clone(),
+                url: sums_url.clone(),
+            })?;
+            if !pkg.shasum.is_empty() && !pkg.shasum.eq_ignore_ascii_case(expected) {
+                return Err(LockError::Checksum {
+                    file: pkg.filename.clone(),
+                    expected: expected.clone(),
+                    actual: format!("{} (registry metadata)", pkg.shasum),
+                });
+            }
+            let zip = self.package_bytes(&pkg.download_url, &pkg.filename, expected).await?;
+            let filename = pkg.filename.clone();
+            tokio::task::spawn_blocking(move || h1_hash_zip(&zip))
+                .await
+                .map_err(|e| LockError::Package {
+                    file: filename.clone(),
+                    source: PackageError(e.to_string()),
+                })?
+                .map_err(|source| LockError::Package { file: filename, source })
+        }))
+        .await?;
+        let mut all: BTreeSet<String> = h1s.into_iter().collect();
+        all.extend(
+            sums.iter()
+                .filter(|(name, _)| name.ends_with(".zip"))
+                .map(|(_, hash)| format!("zh:{hash}")),
+        );
+        Ok(all.into_iter().collect())
+    }
+
+    async fn package_bytes(&self, url: &str, filename: &str, expected: &str) -> Result<Vec<u8>, LockError> {
+        let cached = self
+            .cache_dir
+            .as_ref()
+            .map(|dir| dir.join("packages").join(format!("{expected}.zip")));
+        if let Some(path) = &cached
+            && let Ok(bytes) = std::fs::read(path)
+        {
+            if sha256_hex(&bytes) == expected {
+                tracing::debug!(file = filename, "package from cache");
+                return Ok(bytes);
+            }
+            tracing::warn!(path = %path.display(), "cached package is corrupt; downloading again");
+        }
+        let bytes = {
+            let _permit = self.downloads.acquire().await;
+            self.registry.get_bytes(url).await?
+        };
+        let actual = sha256_hex(&bytes);
+        if actual != expected {
+            return Err(LockError::Checksum {
+                file: filename.to_string(),
+                expected: expected.to_string(),
+                actual,
+            });
+        }
+        if let Some(path) = &cached {
+            let stored = path
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| write_atomic(path, &bytes));
+            if let Err(e) = stored {
+                tracing::warn!(path = %path.display(), error = %e, "cannot cache package");
+            }
+        }
+        Ok(bytes)
+    }
+}
+
+/// One provider requirement of a root module.
+#[derive(Debug, Clone, Default)]
+struct Requirement {
+    constraints: Vec<String>,
+}
+
+/// What updating the lock files of a tree did.
+#[derive(Debug, Clone, Default)]
+pub struct LockReport {
+    /// Lock files looked at.
+    pub lock_files: Vec<PathBuf>,
+    pub changed: Vec<PathBuf>,
+    /// `(lock file, address, from, to)` version changes.
+    pub versions: Vec<(PathBuf, String, Option<String>, String)>,
+    pub errors: Vec<FileError>,
+}
+
+/// Hosts that mean "the default registry" in a lock file.
+fn lock_default_host(registry: &RegistryClient) -> String {
+    let base = registry.default_host();
+    if base == "registry.opentofu.org" {
+        base
+    } else {
+        crate::pins::DEFAULT_REGISTRY_HOST.to_string()
+    }
+}
+
+fn lock_address(text: &str, registry: &RegistryClient) -> Option<ProviderAddress> {
+    let mut address = ProviderAddress::parse(text)?;
+    if let Some(host) = &address.host
+        && (host == "registry.opentofu.org" || *host == registry.default_host())
+    {
+        address.host = None;
+    }
+    Some(address)
+}
+
+/// Directories under `root` (per `opts`) that have a lock file next to `.tf` files.
+pub fn lock_dirs(root: &Path, opts: &WalkOptions) -> Result<Vec<PathBuf>, FileError> {
+    let files = terraform_files(root, opts)?;
+    let dirs: BTreeSet<PathBuf> = files
+        .iter()
+        .filter_map(|f| f.parent().map(Path::to_path_buf))
+        .filter(|d| d.join(LOCK_FILE).is_file())
+        .collect();
+    Ok(dirs.into_iter().collect())
+}
+
+/// Provider requirements of the root module in `dir`, following local module calls.
+fn requirements(dir: &Path) -> Result<BTreeMap<ProviderAddress, Requirement>, FileError> {
+    let mut out: BTreeMap<ProviderAddress, Requirement> = BTreeMap::new();
+    let mut seen: BTreeSet<PathBuf> = BTreeSet::new();
+    let mut queue = vec![dir.to_path_buf()];
+    while let Some(d) = queue.pop() {
+        let canonical = d.canonicalize().unwrap_or_else(|_| d.clone());
+        if !seen.insert(canonical) || seen.len() > 500 {
+            continue;
+        }
+        let files = terraform_files(&d, &WalkOptions::default())?;
+        let (scanned, errors) = scan_files(&files);
+        if let Some(err) = errors.into_iter().next() {
+            return Err(err);
+        }
+        for file in &scanned {
+            for pin in &file.pins {
+                if let (
+                    PinKind::RequiredProvider { address, .. } | PinKind::ProviderBlock { address, .. },
+                    Some(value),
+                ) = (&pin.kind, &pin.value)
+                {
+                    let req = out.entry(address.clone()).or_default();
+                    if !req.constraints.contains(value) {
+                        req.constraints.push(value.clone());
+                    }
+                }
+            }
+            for source in crate::pins::local_module_sources(&file.text) {
+                queue.push(d.join(source));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Chooses the version to lock: the locked one while the constraints admit it, else the
+/// exact pin, else the newest stable release the constraints admit.
+async fn choose_version(
+    registry: &RegistryClient,
+    address: &ProviderAddress,
+    constraints: &[Constraint],
+    locked: Option<&str>,
+) -> Result<TfVersion, LockError> {
+    let admits = |v: &TfVersion| constraints.iter().all(|c| c.admits(v));
+    if let Some(v) = locked.and_then(|l| TfVersion::parse(l).ok())
+        && admits(&v)
+    {
+        return Ok(v);
+    }
+    if let Some(v) = constraints.iter().find_map(|c| c.exact())
+        && admits(v)
+    {
+        return Ok(v.clone());
+    }
+    let releases = registry.provider_versions(address).await?;
+    releases
+        .iter()
+        .map(|r| &r.version)
+        .filter(|v| !v.is_prerelease() && admits(v))
+        .max()
+        .cloned()
+        .ok_or_else(|| LockError::NoMatchingVersion {
+            address: address.to_string(),
+            constraints: constraints
+                .iter()
+                .flat_map(|c| c.clauses.iter())
+                .map(|c| c.version.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+/// Updates one lock file; returns whether it changed and the version changes.
+async fn update_lock_dir(
+    dir: &Path,
+    hasher: &LockHasher,
+    registry: &RegistryClient,
+    dry_run: bool,
+) -> Result<(bool, Vec<(String, Option<String>, String)>), FileError> {
+    let path = dir.join(LOCK_FILE);
+    let file_err = |message: String| FileError {
+        file: path.clone(),
+        message,
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| file_err(format!("{}: cannot read: {e}", path.display())))?;
+    let lock = LockFile::parse(&path, &text).map_err(|e| file_err(e.to_string()))?;
+    let reqs = requirements(dir)?;
+    let default_host = lock_default_host(registry);
+    let mut updates = Vec::new();
+    let mut versions = Vec::new();
+    for (address, req) in &reqs {
+        let constraints: Vec<Constraint> = req
+            .constraints
+            .iter()
+            .filter_map(|c| Constraint::parse(c).ok())
+            .collect();
+        let existing = lock
+            .entries
+            .iter()
+            .find(|e| lock_address(&e.address, registry).as_ref() == Some(address));
+        let locked = existing.and_then(|e| e.version.as_deref());
+        let version = choose_version(registry, address, &constraints, locked)
+            .await
+            .map_err(|e| file_err(format!("{}: {address}: {e}", path.display())))?;
+        let computed = hasher
+            .hashes(address, &version)
+            .await
+            .map_err(|e| file_err(format!("{}: {address} {version}: {e}", path.display())))?;
+        let same_version = locked.is_some_and(|l| TfVersion::parse(l).is_ok_and(|l| l == version));
+        let hashes: Vec<String> = if same_version {
+            let mut all: BTreeSet<String> = existing.map(|e| e.hashes.iter().cloned().collect()).unwrap_or_default();
+            all.extend(computed.iter().cloned());
+            all.into_iter().collect()
+        } else {
+            computed.to_vec()
+        };
+        let version_text = match locked {
+            Some(l) if same_version => l.to_string(),
+            _ => version.to_string(),
+        };
+        if !same_version {
+            versions.push((address.to_string(), locked.map(str::to_string), version_text.clone()));
+        }
+        updates.push(LockUpdate {
+            address: existing.map_or_else(|| address.qualified(&default_host), |e| e.address.clone()),
+            version: version_text,
+            constraints: (!req.constraints.is_empty()).then(|| req.constraints.join(", ")),
+            hashes,
+        });
+    }
+    let new_text = render_lock(&text, &lock, &updates, |a, b| a == b);
+    if new_text == text {
+        return Ok((false, versions));
+    }
+    if !dry_run {
+        write_atomic(&path, new_text.as_bytes()).map_err(|e| file_err(format!("{}: cannot write: {e}", path.display())))?;
+    }
+    Ok((true, versions))
+}
+
+/// Updates every lock file under `root` (per `opts`). Lock files are processed
+/// concurrently; each provider version is hashed once.
+pub async fn update_locks(
+    root: &Path,
+    opts: &WalkOptions,
+    registry: Arc<RegistryClient>,
+    platforms: Vec<Platform>,
+    cache_dir: Option<PathBuf>,
+    dry_run: bool,
+) -> Result<LockReport, FileError> {
+    let dirs = lock_dirs(root, opts)?;
+    let hasher = LockHasher::new(registry.clone(), platforms, cache_dir);
+    let results = futures::future::join_all(
+        dirs.iter()
+            .map(|dir| update_lock_dir(dir, &hasher, &registry, dry_run)),
+    )
+    .await;
+    let mut report = LockReport::default();
+    for (dir, result) in dirs.iter().zip(results) {
+        let path = dir.join(LOCK_FILE);
+        report.lock_files.push(path.clone());
+        match result {
+            Ok((changed, versions)) => {
+                if changed {
+                    report.changed.push(path.clone());
+                }
+                report
+                    .versions
+                    .extend(versions.into_iter().map(|(a, f, t)| (path.clone(), a, f, t)));
+            }
+            Err(e) => report.errors.push(e),
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const LOCK: &str = r#"# This file is maintained automatically by "terraform init".
+# Manual edits may be lost in future updates.
+
+provider "registry.terraform.io/hashicorp/aws" {
+  version     = "5.31.0"
+  constraints = "5.31.0"
+  hashes = [
+    "h1:old=",
+    "zh:0000000000000000000000000000000000000000000000000000000000000000",
+  ]
+}
+
+provider "registry.terraform.io/hashicorp/random" {
+  version = "3.6.0"
+  hashes = [
+    "h1:rand=",
+  ]
+}
+"#;
+
+    #[test]
+    fn parses_lock_files() {
+        let lock = LockFile::parse(Path::new(LOCK_FILE), LOCK).unwrap();
+        assert_eq!(lock.entries.len(), 2);
+        assert_eq!(lock.entries[0].address, "registry.terraform.io/hashicorp/aws");
+        assert_eq!(lock.entries[0].version.as_deref(), Some("5.31.0"));
+        assert_eq!(lock.entries[0].constraints.as_deref(), Some("5.31.0"));
+        assert_eq!(lock.entries[0].hashes.len(), 2);
+        assert_eq!(lock.entries[1].constraints, None);
+    }
+
+    #[test]
+    fn renders_updates_in_place_and_appends_new_providers() {
+        let lock = LockFile::parse(Path::new(LOCK_FILE), LOCK).unwrap();
+        let updates = vec![
+            LockUpdate {
+                address: "registry.terraform.io/hashicorp/aws".into(),
+                version: "5.70.0".into(),
+                constraints: Some("5.70.0".into()),
+                hashes: vec!["h1:new=".into(), "zh:1111".into()],
+            },
+            LockUpdate {
+                address: "registry.terraform.io/hashicorp/tls".into(),
+                version: "4.0.6".into(),
+                constraints: Some("~> 4.0".into()),
+                hashes: vec!["h1:tls=".into()],
+            },
+        ];
+        let out = render_lock(LOCK, &lock, &updates, |a, b| a == b);
+        let expected = LOCK
+            .replace("version     = \"5.31.0\"", "version     = \"5.70.0\"")
+            .replace("constraints = \"5.31.0\"", "constraints = \"5.70.0\"")
+            .replace(
+                "    \"h1:old=\",\n    \"zh:0000000000000000000000000000000000000000000000000000000000000000\",\n",
+                "    \"h1:new=\",\n    \"zh:1111\",\n",
+            )
+            + "\nprovider \"registry.terraform.io/hashicorp/tls\" {\n  version     = \"4.0.6\"\n  constraints = \"~> 4.0\"\n  hashes = [\n    \"h1:tls=\",\n  ]\n}\n";
+        assert_eq!(out, expected);
+        // applying the same update again changes nothing
+        let lock2 = LockFile::parse(Path::new(LOCK_FILE), &out).unwrap();
+        assert_eq!(render_lock(&out, &lock2, &updates, |a, b| a == b), out);
+    }
+
+    #[test]
+    fn adds_constraints_after_version_when_missing() {
+        let lock = LockFile::parse(Path::new(LOCK_FILE), LOCK).unwrap();
+        let updates = vec![LockUpdate {
+            address: "registry.terraform.io/hashicorp/random".into(),
+            version: "3.6.0".into(),
+            constraints: Some("~> 3.6".into()),
+            hashes: vec!["h1:rand=".into()],
+        }];
+        let out = render_lock(LOCK, &lock, &updates, |a, b| a == b);
+        assert!(out.contains("  version = \"3.6.0\"\n  constraints = \"~> 3.6\"\n  hashes = ["), "{out}");
+    }
+
+    #[test]
+    fn new_lock_file_gets_the_header() {
+        let updates = vec![LockUpdate {
+            address: "registry.terraform.io/hashicorp/null".into(),
+            version: "3.2.0".into(),
+            constraints: None,
+            hashes: vec!["h1:n=".into()],
+        }];
+        let out = render_lock("", &LockFile::default(), &updates, |a, b| a == b);
+        assert!(out.starts_with(HEADER));
+        assert!(out.contains("provider \"registry.terraform.io/hashicorp/null\" {\n  version = \"3.2.0\"\n"));
+    }
+
+    #[test]
+    fn platforms() {
+        assert_eq!(Platform::parse("linux_amd64").unwrap().to_string(), "linux_amd64");
+        assert_eq!(Platform::parse("darwin_arm64").unwrap().arch, "arm64");
+        assert!(Platform::parse("linux").is_none());
+        assert!(Platform::parse("_amd64").is_none());
+        assert!(Platform::parse(&Platform::host().to_string()).is_some());
+    }
+}

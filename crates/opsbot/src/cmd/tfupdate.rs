@@ -1,0 +1,375 @@
+//! `opsbot tfupdate`: tfupdate-compatible pin bumps (`terraform`, `provider`, `module`),
+//! lock file hashes (`lock`), version lookups (`release`) and the daily PR job (`pr`).
+//! Argument parsing and printing only; the work is in `opsbot-tfupdate`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+use opsbot_tfupdate::bump::{BumpOptions, bump};
+use opsbot_tfupdate::lock::{Platform, update_locks};
+use opsbot_tfupdate::registry::{RegistryClient, RegistryOptions, tokens_from_env};
+use opsbot_tfupdate::release::{
+    GithubReleases, OPENTOFU_REPO, ReleaseSource, Releases, SourceType, TERRAFORM_REPO,
+};
+use opsbot_tfupdate::rewrite::{ProviderSpec, Target};
+use opsbot_tfupdate::walk::{TreeUpdate, WalkOptions};
+
+use super::GlobalArgs;
+
+#[derive(Debug, Args)]
+pub struct TfupdateArgs {
+    #[command(subcommand)]
+    command: TfCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum TfCommand {
+    /// Update `required_version` in every `terraform {}` block.
+    #[command(disable_version_flag = true)]
+    Terraform(TerraformArgs),
+    /// Update a provider's version in `required_providers` and `provider` blocks.
+    #[command(disable_version_flag = true)]
+    Provider(ProviderArgs),
+    /// Update the version of module calls whose source matches.
+    #[command(disable_version_flag = true)]
+    Module(ModuleArgs),
+    /// Update `.terraform.lock.hcl` files to the pinned provider versions, with hashes.
+    Lock(LockArgs),
+    /// Look up versions in the Terraform registry or GitHub releases.
+    #[command(subcommand)]
+    Release(ReleaseCommand),
+    /// The daily job: open a pull request for each target with a newer release.
+    Pr(PrArgs),
+}
+
+#[derive(Debug, Args)]
+struct RegistryArgs {
+    /// Terraform registry for providers and modules (host or URL; private registries
+    /// take a token from TF_TOKEN_<host>).
+    #[arg(long, env = "OPSBOT_TF_REGISTRY_URL", default_value = "registry.terraform.io")]
+    registry_url: String,
+}
+
+#[derive(Debug, Args)]
+struct BumpArgs {
+    /// Version to set (default: the latest stable release).
+    #[arg(short = 'v', long = "version", value_name = "VERSION")]
+    version: Option<String>,
+    /// Walk directories recursively (skipping .terraform/ and .git/).
+    #[arg(short, long)]
+    recursive: bool,
+    /// Skip paths matching this regular expression (repeatable).
+    #[arg(short = 'i', long = "ignore-path", value_name = "REGEX")]
+    ignore_path: Vec<String>,
+    /// Consider pre-releases when looking for the latest release.
+    #[arg(long)]
+    pre_release: bool,
+    /// Print what would change without writing.
+    #[arg(long)]
+    dry_run: bool,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+#[derive(Debug, Args)]
+struct TerraformArgs {
+    #[command(flatten)]
+    bump: BumpArgs,
+    /// GitHub repository whose releases are the versions (default hashicorp/terraform;
+    /// opentofu/opentofu when the registry is registry.opentofu.org).
+    #[arg(long, value_name = "OWNER/REPO")]
+    core_repo: Option<String>,
+    /// File or directory.
+    path: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct ProviderArgs {
+    #[command(flatten)]
+    bump: BumpArgs,
+    /// Provider: `aws` (local name) or `hashicorp/aws` (source address).
+    name: String,
+    /// File or directory.
+    path: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct ModuleArgs {
+    #[command(flatten)]
+    bump: BumpArgs,
+    /// Also update `?ref=vX.Y.Z` tags of matching git sources.
+    #[arg(long)]
+    git_ref: bool,
+    /// Module source: `terraform-aws-modules/vpc/aws`, `github.com/org/repo`.
+    source: String,
+    /// File or directory.
+    path: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct LockArgs {
+    /// Platforms to record `h1:` hashes for (repeatable; default: this machine's).
+    #[arg(long, value_name = "OS_ARCH")]
+    platform: Vec<String>,
+    /// Walk directories recursively.
+    #[arg(short, long)]
+    recursive: bool,
+    /// Skip paths matching this regular expression (repeatable).
+    #[arg(short = 'i', long = "ignore-path", value_name = "REGEX")]
+    ignore_path: Vec<String>,
+    /// Where downloaded provider packages are cached.
+    #[arg(long, env = "OPSBOT_TF_CACHE_DIR", value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Print what would change without writing.
+    #[arg(long)]
+    dry_run: bool,
+    #[command(flatten)]
+    registry: RegistryArgs,
+    /// File or directory.
+    path: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum ReleaseCommand {
+    /// Print the latest version.
+    Latest(ReleaseArgs),
+    /// Print recent versions, oldest first.
+    List(ReleaseListArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum SourceTypeArg {
+    #[value(name = "github")]
+    Github,
+    #[value(name = "tfregistryProvider")]
+    TfregistryProvider,
+    #[value(name = "tfregistryModule")]
+    TfregistryModule,
+}
+
+#[derive(Debug, Args)]
+struct ReleaseArgs {
+    /// Kind of SOURCE (default: guessed: hashicorp/terraform and opentofu/opentofu are
+    /// GitHub, NS/NAME a provider, NS/NAME/SYSTEM a module).
+    #[arg(short = 's', long, value_enum)]
+    source_type: Option<SourceTypeArg>,
+    /// Include pre-releases.
+    #[arg(long)]
+    pre_release: bool,
+    #[command(flatten)]
+    registry: RegistryArgs,
+    /// `hashicorp/terraform`, `hashicorp/aws`, `terraform-aws-modules/vpc/aws`.
+    source: String,
+}
+
+#[derive(Debug, Args)]
+struct ReleaseListArgs {
+    #[command(flatten)]
+    release: ReleaseArgs,
+    /// How many versions to print.
+    #[arg(short = 'n', long, default_value_t = 10)]
+    max_length: usize,
+}
+
+#[derive(Debug, Args)]
+struct PrArgs {
+    /// Report the plan without pushing or opening pull requests.
+    #[arg(long)]
+    dry_run: bool,
+    #[command(flatten)]
+    registry: RegistryArgs,
+    /// Repository checkout to update (default: the current directory).
+    #[arg(long, default_value = ".")]
+    path: PathBuf,
+}
+
+pub async fn run(global: &GlobalArgs, args: TfupdateArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        TfCommand::Terraform(a) => {
+            let core_repo = a.core_repo.clone().unwrap_or_else(|| default_core_repo(&a.bump.registry));
+            run_bump(Target::Terraform, a.bump, a.path, core_repo).await
+        }
+        TfCommand::Provider(a) => {
+            let spec = ProviderSpec::parse(&a.name)?;
+            run_bump(Target::Provider(spec), a.bump, a.path, TERRAFORM_REPO.to_string()).await
+        }
+        TfCommand::Module(a) => {
+            let target = Target::Module {
+                source: a.source.clone(),
+                git_ref: a.git_ref,
+            };
+            run_bump(target, a.bump, a.path, TERRAFORM_REPO.to_string()).await
+        }
+        TfCommand::Lock(a) => run_lock(a).await,
+        TfCommand::Release(c) => run_release(c).await,
+        TfCommand::Pr(a) => run_pr(global, a).await,
+    }
+}
+
+fn default_core_repo(registry: &RegistryArgs) -> String {
+    if registry.registry_url.contains("registry.opentofu.org") {
+        OPENTOFU_REPO.to_string()
+    } else {
+        TERRAFORM_REPO.to_string()
+    }
+}
+
+fn registry_client(args: &RegistryArgs) -> anyhow::Result<Arc<RegistryClient>> {
+    let client = RegistryClient::new(RegistryOptions {
+        base_url: args.registry_url.clone(),
+        tokens: tokens_from_env(std::env::vars()),
+        ..RegistryOptions::default()
+    })?;
+    Ok(Arc::new(client))
+}
+
+fn walk_options(recursive: bool, ignore: &[String]) -> anyhow::Result<WalkOptions> {
+    let ignore = ignore
+        .iter()
+        .map(|re| regex::Regex::new(re).with_context(|| format!("--ignore-path `{re}`")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(WalkOptions { recursive, ignore })
+}
+
+/// GitHub releases through the opsbot-core client when GitHub is configured.
+fn github() -> impl GithubReleases {
+    opsbot_tfupdate::release::NoGithub
+}
+
+async fn run_bump(target: Target, args: BumpArgs, path: PathBuf, core_repo: String) -> anyhow::Result<ExitCode> {
+    let releases = Releases {
+        registry: registry_client(&args.registry)?,
+        github: github(),
+    };
+    let opts = BumpOptions {
+        path,
+        walk: walk_options(args.recursive, &args.ignore_path)?,
+        version: args.version,
+        pre_release: args.pre_release,
+        dry_run: args.dry_run,
+        core_repo,
+    };
+    let result = bump(&releases, &target, &opts)
+        .await
+        .with_context(|| format!("tfupdate {}", target.describe()))?;
+    print_update(&result.update, &result.release.version.to_string(), args.dry_run);
+    Ok(exit_for(&result.update.errors))
+}
+
+fn print_update(update: &TreeUpdate, version: &str, dry_run: bool) {
+    for r in &update.rewrites {
+        let style = match r.style {
+            opsbot_tfupdate::Style::Replaced => " (replaced: the constraint did not admit it)",
+            _ => "",
+        };
+        println!(
+            "{}:{}: {}: \"{}\" -> \"{}\"{style}",
+            r.file.display(),
+            r.line,
+            r.what,
+            r.from,
+            r.to
+        );
+    }
+    for n in &update.notes {
+        println!("{}:{}: {}: {}", n.file.display(), n.line, n.what, n.message);
+    }
+    for e in &update.errors {
+        eprintln!("error: {}", e.message);
+    }
+    let verb = if dry_run { "would update" } else { "updated" };
+    let mut summary = format!(
+        "{verb} {} of {} files ({} pins) to {version}",
+        update.changed_files.len(),
+        update.files_scanned,
+        update.rewrites.len()
+    );
+    if !update.errors.is_empty() {
+        summary.push_str(&format!("; {} files left untouched because of errors", update.errors.len()));
+    }
+    println!("{summary}");
+}
+
+fn exit_for<T>(errors: &[T]) -> ExitCode {
+    if errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+async fn run_lock(args: LockArgs) -> anyhow::Result<ExitCode> {
+    let platforms = if args.platform.is_empty() {
+        vec![Platform::host()]
+    } else {
+        args.platform
+            .iter()
+            .map(|p| Platform::parse(p).with_context(|| format!("--platform `{p}`: expected OS_ARCH, e.g. linux_amd64")))
+            .collect::<anyhow::Result<Vec<_>>>()?
+    };
+    let registry = registry_client(&args.registry)?;
+    let walk = walk_options(args.recursive, &args.ignore_path)?;
+    let cache_dir = args.cache_dir.or_else(default_cache_dir);
+    let report = update_locks(&args.path, &walk, registry, platforms, cache_dir, args.dry_run).await?;
+    for (file, address, from, to) in &report.versions {
+        println!(
+            "{}: {address}: {} -> {to}",
+            file.display(),
+            from.as_deref().unwrap_or("(new)")
+        );
+    }
+    for e in &report.errors {
+        eprintln!("error: {}", e.message);
+    }
+    let verb = if args.dry_run { "would update" } else { "updated" };
+    println!(
+        "{verb} {} of {} lock files",
+        report.changed.len(),
+        report.lock_files.len()
+    );
+    Ok(exit_for(&report.errors))
+}
+
+fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("opsbot").join("tfupdate"))
+}
+
+async fn run_release(command: ReleaseCommand) -> anyhow::Result<ExitCode> {
+    let (args, max) = match command {
+        ReleaseCommand::Latest(a) => (a, None),
+        ReleaseCommand::List(l) => (l.release, Some(l.max_length)),
+    };
+    let kind = args.source_type.map(|k| match k {
+        SourceTypeArg::Github => SourceType::Github,
+        SourceTypeArg::TfregistryProvider => SourceType::TfregistryProvider,
+        SourceTypeArg::TfregistryModule => SourceType::TfregistryModule,
+    });
+    let source = ReleaseSource::parse(&args.source, kind)?;
+    let releases = Releases {
+        registry: registry_client(&args.registry)?,
+        github: github(),
+    };
+    match max {
+        None => {
+            let latest = releases.latest(&source, args.pre_release).await?;
+            println!("{}", latest.version);
+        }
+        Some(n) => {
+            let list = releases.list(&source, args.pre_release).await?;
+            for r in list.iter().take(n).rev() {
+                println!("{}", r.version);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_pr(_global: &GlobalArgs, _args: PrArgs) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("`opsbot tfupdate pr` needs the GitHub core, which is not wired in yet")
+}

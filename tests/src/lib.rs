@@ -3,4 +3,7 @@
 //! against them. Nothing here reaches the network beyond loopback.
 
 pub mod fake_github;
+pub mod fake_health;
+pub mod fake_sns;
+pub mod lambda_runtime;
 pub mod fake_registry;

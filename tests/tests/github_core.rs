@@ -74,7 +74,9 @@ async fn creates_reads_updates_an_issue_with_labels() {
     assert_eq!(closed.state, "closed");
     assert!(closed.has_label("resolved") && !closed.has_label("ec2"));
 
-    gh.create_comment(&repo(), 1, "status: closed").await.unwrap();
+    gh.create_comment(&repo(), 1, "status: closed")
+        .await
+        .unwrap();
     let comments = gh.list_comments(&repo(), 1).await.unwrap();
     assert_eq!(comments.len(), 1);
     assert_eq!(comments[0].body.as_deref(), Some("status: closed"));
@@ -89,7 +91,10 @@ async fn creates_reads_updates_an_issue_with_labels() {
         )
         .await
         .unwrap();
-    assert_eq!(by_label.iter().map(|i| i.number).collect::<Vec<_>>(), vec![1]);
+    assert_eq!(
+        by_label.iter().map(|i| i.number).collect::<Vec<_>>(),
+        vec![1]
+    );
 
     // The fake saw exactly the calls made, with our auth.
     let fake_issue = &fake.issues("acme/infra")[0];
@@ -132,7 +137,10 @@ async fn authenticates_as_an_app_via_jwt_and_installation_token() {
     assert_eq!(paths[2], "/repos/acme/infra/issues");
 
     // The installation token is scoped to the installation's repositories.
-    let err = gh.repository(&RepoRef::new("acme", "other")).await.unwrap_err();
+    let err = gh
+        .repository(&RepoRef::new("acme", "other"))
+        .await
+        .unwrap_err();
     assert_eq!(err.status(), Some(404));
 
     // A JWT signed with another key is refused.
@@ -145,7 +153,10 @@ async fn authenticates_as_an_app_via_jwt_and_installation_token() {
         ..token_settings(&fake)
     };
     let err = GitHub::connect(&wrong).await.unwrap_err().to_string();
-    assert!(err.contains("find the App installation for acme/infra"), "{err}");
+    assert!(
+        err.contains("find the App installation for acme/infra"),
+        "{err}"
+    );
     assert!(err.contains("401"), "{err}");
 }
 
@@ -193,7 +204,10 @@ async fn fails_with_a_clear_error_after_the_retry_budget() {
         .await
         .unwrap_err();
     let text = err.to_string();
-    assert!(text.starts_with("create issue in acme/infra: gave up after 4 attempts"), "{text}");
+    assert!(
+        text.starts_with("create issue in acme/infra: gave up after 4 attempts"),
+        "{text}"
+    );
     assert!(text.contains("502"), "{text}");
     assert_eq!(err.status(), Some(502));
     assert_eq!(fake.requests().len(), 4);
@@ -201,7 +215,10 @@ async fn fails_with_a_clear_error_after_the_retry_budget() {
     // A rate limit asking for more than the budget fails at once, without sleeping.
     fake.fail_next(FailureRule::secondary_rate_limit("/labels", 5, 3600));
     let started = Instant::now();
-    let err = gh.ensure_label(&repo(), "x", "ffffff", "").await.unwrap_err();
+    let err = gh
+        .ensure_label(&repo(), "x", "ffffff", "")
+        .await
+        .unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(2));
     assert!(err.to_string().contains("asks to wait 3600 s"), "{err}");
 
@@ -246,7 +263,11 @@ async fn works_under_an_api_v3_prefix_with_pagination() {
         .unwrap();
     assert_eq!(all.len(), 130);
     assert_eq!(all[0].title, "issue 0");
-    assert!(fake.requests().iter().all(|r| r.path.starts_with("/api/v3/")));
+    assert!(
+        fake.requests()
+            .iter()
+            .all(|r| r.path.starts_with("/api/v3/"))
+    );
     assert!(fake.requests().iter().any(|r| r.path.contains("page=2")));
 }
 
@@ -269,7 +290,10 @@ async fn search_lags_but_label_listing_does_not() {
     )
     .await
     .unwrap();
-    let found = gh.search_issues("repo:acme/infra is:issue fresh").await.unwrap();
+    let found = gh
+        .search_issues("repo:acme/infra is:issue fresh")
+        .await
+        .unwrap();
     assert!(found.is_empty(), "search index should lag");
     let listed = gh
         .list_issues(
@@ -283,7 +307,10 @@ async fn search_lags_but_label_listing_does_not() {
         .unwrap();
     assert_eq!(listed.len(), 1);
     fake.set_search_lag(Duration::ZERO);
-    let found = gh.search_issues("repo:acme/infra is:issue fresh").await.unwrap();
+    let found = gh
+        .search_issues("repo:acme/infra is:issue fresh")
+        .await
+        .unwrap();
     assert_eq!(found.len(), 1);
 }
 
@@ -291,31 +318,55 @@ async fn search_lags_but_label_listing_does_not() {
 async fn git_data_commit_branch_and_pull_request() {
     let fake = FakeGitHub::start().await;
     fake.create_repo("acme/infra");
-    fake.commit_files("acme/infra", "main", &[("main.tf", "terraform {}\n")], "add tf");
+    fake.commit_files(
+        "acme/infra",
+        "main",
+        &[("main.tf", "terraform {}\n")],
+        "add tf",
+    );
     let gh = GitHub::connect(&token_settings(&fake)).await.unwrap();
     let r = repo();
     let main = gh.git_ref(&r, "heads/main").await.unwrap().unwrap();
     let base = gh.git_commit(&r, &main.object.sha).await.unwrap();
-    let blob = gh.create_blob(&r, b"terraform { required_version = \"1.9.8\" }\n").await.unwrap();
+    let blob = gh
+        .create_blob(&r, b"terraform { required_version = \"1.9.8\" }\n")
+        .await
+        .unwrap();
     let tree = gh
-        .create_tree(&r, Some(&base.tree.sha), &[TreeEntry::file_with_blob("main.tf", &blob)])
+        .create_tree(
+            &r,
+            Some(&base.tree.sha),
+            &[TreeEntry::file_with_blob("main.tf", &blob)],
+        )
         .await
         .unwrap();
     let commit = gh
         .create_commit(&r, "Bump terraform", &tree.sha, &[main.object.sha.clone()])
         .await
         .unwrap();
-    gh.create_ref(&r, "refs/heads/opsbot/bump", &commit.sha).await.unwrap();
+    gh.create_ref(&r, "refs/heads/opsbot/bump", &commit.sha)
+        .await
+        .unwrap();
     assert!(gh.git_ref(&r, "heads/opsbot/bump").await.unwrap().is_some());
     assert!(gh.git_ref(&r, "heads/nope").await.unwrap().is_none());
 
-    let file = gh.file(&r, "main.tf", "opsbot/bump").await.unwrap().unwrap();
+    let file = gh
+        .file(&r, "main.tf", "opsbot/bump")
+        .await
+        .unwrap()
+        .unwrap();
     assert!(String::from_utf8(file.bytes).unwrap().contains("1.9.8"));
 
     let cmp = gh.compare(&r, "main", "opsbot/bump").await.unwrap();
     assert_eq!(cmp.total_commits, 1);
     assert_eq!(cmp.files[0].filename, "main.tf");
-    assert!(cmp.files[0].patch.as_deref().unwrap().contains("+terraform { required_version"));
+    assert!(
+        cmp.files[0]
+            .patch
+            .as_deref()
+            .unwrap()
+            .contains("+terraform { required_version")
+    );
 
     let pr = gh
         .create_pull(
@@ -343,9 +394,17 @@ async fn git_data_commit_branch_and_pull_request() {
         .await
         .unwrap_err();
     assert_eq!(dup.status(), Some(422));
-    let open = gh.list_pulls(&r, "open", Some("acme:opsbot/bump")).await.unwrap();
+    let open = gh
+        .list_pulls(&r, "open", Some("acme:opsbot/bump"))
+        .await
+        .unwrap();
     assert_eq!(open.len(), 1);
     assert_eq!(open[0].number, pr.number);
     // Pull requests are not issues for list_issues.
-    assert!(gh.list_issues(&r, &IssueQuery::default()).await.unwrap().is_empty());
+    assert!(
+        gh.list_issues(&r, &IssueQuery::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -234,7 +234,9 @@ mod tests {
         let cfg = Config::parse("[scan]\nmax_fil_size = 1\n", "o.toml", []).unwrap();
         let err = cfg.section::<Scan>("scan").unwrap_err().to_string();
         assert!(err.contains("unknown field `max_fil_size`"), "{err}");
-        let err = Config::parse("[scna]\n", "o.toml", []).unwrap_err().to_string();
+        let err = Config::parse("[scna]\n", "o.toml", [])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown table [scna]"), "{err}");
     }
 
@@ -270,9 +272,13 @@ mod tests {
 
     #[test]
     fn malformed_env_override_is_an_error() {
-        let err = Config::parse("", "o.toml", [("OPSBOT__SCAN".to_string(), "1".to_string())])
-            .unwrap_err()
-            .to_string();
+        let err = Config::parse(
+            "",
+            "o.toml",
+            [("OPSBOT__SCAN".to_string(), "1".to_string())],
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("OPSBOT__SCAN"), "{err}");
     }
 }

@@ -345,7 +345,10 @@ mod tests {
             panic!()
         };
         let text = render_comment(&reopened, &from_version, &changes);
-        assert!(text.contains("reopened this event; reopening the issue"), "{text}");
+        assert!(
+            text.contains("reopened this event; reopening the issue"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -358,9 +361,7 @@ mod tests {
             panic!()
         };
         assert!(changes.is_empty());
-        assert!(
-            render_comment(&later, &old.v, &changes).contains("Only the last-updated time")
-        );
+        assert!(render_comment(&later, &old.v, &changes).contains("Only the last-updated time"));
     }
 
     #[test]

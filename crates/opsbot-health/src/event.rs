@@ -219,20 +219,19 @@ fn walk(value: &Value, location: &str, depth: usize, out: &mut ParsedInput) {
             }
             for (i, record) in records.iter().enumerate() {
                 let here = format!("{location}.Records[{i}]");
-                let (inner, inner_loc) = if let Some(message) =
-                    record.get("Sns").and_then(|sns| sns.get("Message"))
-                {
-                    (message, format!("{here}.Sns.Message"))
-                } else if let Some(body) = record.get("body") {
-                    (body, format!("{here}.body"))
-                } else {
-                    out.errors.push(InputError {
-                        location: here,
-                        reason: "neither an SNS record (Sns.Message) nor an SQS record (body)"
-                            .into(),
-                    });
-                    continue;
-                };
+                let (inner, inner_loc) =
+                    if let Some(message) = record.get("Sns").and_then(|sns| sns.get("Message")) {
+                        (message, format!("{here}.Sns.Message"))
+                    } else if let Some(body) = record.get("body") {
+                        (body, format!("{here}.body"))
+                    } else {
+                        out.errors.push(InputError {
+                            location: here,
+                            reason: "neither an SNS record (Sns.Message) nor an SQS record (body)"
+                                .into(),
+                        });
+                        continue;
+                    };
                 match inner {
                     Value::String(text) => match serde_json::from_str::<Value>(text) {
                         Ok(parsed) => walk(&parsed, &inner_loc, depth + 1, out),
@@ -412,6 +411,27 @@ fn parse_eventbridge(value: &Value, location: &str) -> Result<HealthEvent, Input
             format!("{location}.{path}")
         }
     };
+    // Check what the event is before how it is built: an EC2 event should be reported as
+    // "not aws.health", not as a Health event missing fields.
+    if let Some(source) = value.get("source").and_then(Value::as_str)
+        && source != SOURCE
+    {
+        return Err(InputError {
+            location: at("source"),
+            reason: format!("expected `{SOURCE}`, found `{source}`"),
+        });
+    }
+    if let Some(kind) = value.get("detail-type").and_then(Value::as_str)
+        && kind != DETAIL_TYPE_HEALTH
+        && kind != DETAIL_TYPE_ABUSE
+    {
+        return Err(InputError {
+            location: at("detail-type"),
+            reason: format!(
+                "expected `{DETAIL_TYPE_HEALTH}` or `{DETAIL_TYPE_ABUSE}`, found `{kind}`"
+            ),
+        });
+    }
     let raw: RawEnvelope = serde_path_to_error::deserialize(value).map_err(|err| InputError {
         location: at(&err.path().to_string()),
         reason: err.inner().to_string(),
@@ -465,7 +485,11 @@ fn parse_eventbridge(value: &Value, location: &str) -> Result<HealthEvent, Input
     let description = d
         .event_description
         .iter()
-        .find(|desc| desc.language.as_deref().is_some_and(|l| l.starts_with("en")))
+        .find(|desc| {
+            desc.language
+                .as_deref()
+                .is_some_and(|l| l.starts_with("en"))
+        })
         .or_else(|| d.event_description.first())
         .map(|desc| desc.latest_description.clone())
         .unwrap_or_default();
@@ -595,18 +619,33 @@ mod tests {
         assert_eq!(err.location, "$.detail.lastUpdatedTime");
 
         let mut event = minimal();
+        event["detail-type"] = json!("EC2 Instance State-change Notification");
+        event["detail"] = json!({});
+        assert_eq!(parse_input(&event).errors[0].location, "$.detail-type");
+
+        let mut event = minimal();
         event["source"] = json!("aws.ec2");
+        event["detail"] = json!({});
         let err = &parse_input(&event).errors[0];
-        assert_eq!(err.to_string(), "$.source: expected `aws.health`, found `aws.ec2`");
+        assert_eq!(
+            err.to_string(),
+            "$.source: expected `aws.health`, found `aws.ec2`"
+        );
 
         let mut event = minimal();
         event["detail"]["statusCode"] = json!("maybe");
-        assert_eq!(parse_input(&event).errors[0].location, "$.detail.statusCode");
+        assert_eq!(
+            parse_input(&event).errors[0].location,
+            "$.detail.statusCode"
+        );
 
         let err = &parse_input(&json!({"hello": 1})).errors[0];
         assert!(err.reason.starts_with("not an AWS Health event"));
         let err = &parse_input(&json!(3)).errors[0];
-        assert_eq!(err.reason, "expected a JSON object or array, found a number");
+        assert_eq!(
+            err.reason,
+            "expected a JSON object or array, found a number"
+        );
         let err = &parse_input_bytes(b"{").errors[0];
         assert!(err.reason.starts_with("not valid JSON"));
     }

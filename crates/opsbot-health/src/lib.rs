@@ -13,9 +13,13 @@ pub mod route;
 pub mod service;
 pub mod sns;
 
+pub use apply::{IssueTracker, MemoryTracker, file_event};
 pub use event::{HealthEvent, InputError, ParsedInput, parse_input, parse_input_bytes};
 pub use plan::{ExistingIssue, IssueAction, IssuePlan, plan};
 pub use render::{IssueDraft, IssueState, key_label};
 pub use route::{HealthConfig, RouteDecision, Target};
-pub use apply::{IssueTracker, MemoryTracker, file_event};
 pub use service::{HealthService, InvocationReport, NoNotifier, Notifier};
+
+/// A realistic event (EC2 instance retirement) for `opsbot health handle --dry-run` without
+/// a file: what a newcomer runs first.
+pub const SAMPLE_EVENT: &str = include_str!("../samples/ec2_instance_retirement.json");

@@ -279,8 +279,14 @@ mod tests {
         let existing = [issue_for(&first, 7, IssueOpenState::Open)];
         let p = plan(&update, &target(), &existing);
         assert_eq!(p.summary(), "updated");
-        assert!(matches!(p.actions[0], IssueAction::Comment { number: 7, .. }));
-        assert!(matches!(p.actions[1], IssueAction::UpdateBody { number: 7, .. }));
+        assert!(matches!(
+            p.actions[0],
+            IssueAction::Comment { number: 7, .. }
+        ));
+        assert!(matches!(
+            p.actions[1],
+            IssueAction::UpdateBody { number: 7, .. }
+        ));
         assert_eq!(p.actions.len(), 2);
 
         let existing = [issue_for(&update, 7, IssueOpenState::Open)];
@@ -332,7 +338,13 @@ mod tests {
         let closed = fixture("ec2_instance_retirement_closed");
         let p = plan(&closed, &target(), &[]);
         assert_eq!(p.actions.len(), 1);
-        assert!(matches!(p.actions[0], IssueAction::Create { then_close: true, .. }));
+        assert!(matches!(
+            p.actions[0],
+            IssueAction::Create {
+                then_close: true,
+                ..
+            }
+        ));
 
         let event = fixture("rds_maintenance");
         let existing = [ExistingIssue {
@@ -342,6 +354,9 @@ mod tests {
             body: "someone rewrote this".into(),
         }];
         let p = plan(&event, &target(), &existing);
-        assert!(matches!(p.actions[0], IssueAction::UpdateBody { number: 4, .. }));
+        assert!(matches!(
+            p.actions[0],
+            IssueAction::UpdateBody { number: 4, .. }
+        ));
     }
 }

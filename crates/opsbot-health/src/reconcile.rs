@@ -41,6 +41,18 @@ pub struct ReconcileQuery {
     pub now: OffsetDateTime,
 }
 
+impl ReconcileQuery {
+    /// A query for the last `days` days, from now.
+    pub fn new(days: u32, organization: bool, account: Option<String>) -> ReconcileQuery {
+        ReconcileQuery {
+            days,
+            organization,
+            account,
+            now: OffsetDateTime::now_utc(),
+        }
+    }
+}
+
 /// A Health API call that failed.
 #[derive(Debug, thiserror::Error)]
 #[error("AWS Health {operation}: {message}")]
@@ -356,8 +368,7 @@ async fn fetch_organization(
         }
     }
 
-    let mut details: HashMap<(String, String), (String, BTreeMap<String, String>)> =
-        HashMap::new();
+    let mut details: HashMap<(String, String), (String, BTreeMap<String, String>)> = HashMap::new();
     let mut entities: HashMap<(String, String), Vec<AffectedEntity>> = HashMap::new();
     for chunk in pairs.chunks(BATCH) {
         let filters: Vec<EventAccountFilter> = chunk
@@ -390,7 +401,10 @@ async fn fetch_organization(
                 .event_metadata()
                 .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
                 .unwrap_or_default();
-            details.insert((arn.to_string(), account.to_string()), (description, metadata));
+            details.insert(
+                (arn.to_string(), account.to_string()),
+                (description, metadata),
+            );
         }
         let filters: Vec<EntityAccountFilter> = chunk
             .iter()

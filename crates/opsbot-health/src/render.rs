@@ -266,7 +266,8 @@ pub fn render_body(event: &HealthEvent, state: &IssueState) -> String {
     let mut b = String::new();
     let _ = writeln!(b, "{}", state.to_marker());
     let dash = "—".to_string();
-    let time_or_dash = |t: Option<OffsetDateTime>| t.map(human_time).unwrap_or_else(|| dash.clone());
+    let time_or_dash =
+        |t: Option<OffsetDateTime>| t.map(human_time).unwrap_or_else(|| dash.clone());
     let _ = writeln!(
         b,
         "**{}** · {} · status **{}**\n",
@@ -285,7 +286,10 @@ pub fn render_body(event: &HealthEvent, state: &IssueState) -> String {
     row("Region", cell(event.shown_region()));
     row(
         "Account",
-        event.shown_account().map(cell).unwrap_or_else(|| dash.clone()),
+        event
+            .shown_account()
+            .map(cell)
+            .unwrap_or_else(|| dash.clone()),
     );
     if let Some(scope) = &event.scope {
         row("Scope", cell(scope));
@@ -318,8 +322,11 @@ pub fn render_body(event: &HealthEvent, state: &IssueState) -> String {
     if total == 0 {
         b.push_str("_None listed: the event is not about specific resources._\n");
     } else {
-        let tags: BTreeMap<&str, &AffectedEntity> =
-            event.entities.iter().map(|e| (e.value.as_str(), e)).collect();
+        let tags: BTreeMap<&str, &AffectedEntity> = event
+            .entities
+            .iter()
+            .map(|e| (e.value.as_str(), e))
+            .collect();
         b.push_str("| Entity | Status | Tags |\n|---|---|---|\n");
         for EntityState(value, status) in &state.entities {
             let tag_text = tags
@@ -428,7 +435,10 @@ mod tests {
     #[test]
     fn snapshot_abuse_and_org_titles() {
         let d = draft("abuse_dos_report");
-        assert_eq!(d.title, "AWS Health abuse report: ABUSE dos report in global");
+        assert_eq!(
+            d.title,
+            "AWS Health abuse report: ABUSE dos report in global"
+        );
         insta::assert_snapshot!(d.body);
         let d = draft("org_instance_stop");
         assert_eq!(
@@ -460,7 +470,10 @@ mod tests {
         let first_line = body.lines().next().unwrap();
         assert!(first_line.ends_with(" -->"));
         assert_eq!(first_line.matches("-->").count(), 1);
-        assert_eq!(IssueState::from_body(&body).unwrap().arn, "arn:x-->injected");
+        assert_eq!(
+            IssueState::from_body(&body).unwrap().arn,
+            "arn:x-->injected"
+        );
         assert!(body.contains("&lt;script&gt;"));
         assert!(!body.contains("@admins"));
     }

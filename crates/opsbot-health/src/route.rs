@@ -128,6 +128,8 @@ pub enum ConfigError {
         #[source]
         source: Box<toml::de::Error>,
     },
+    #[error(transparent)]
+    File(#[from] opsbot_core::config::ConfigError),
     #[error("{path}: {field}: `{value}` is not a repository (expected owner/name)")]
     BadRepo {
         path: String,
@@ -155,7 +157,19 @@ impl HealthConfig {
         Ok(config)
     }
 
-    fn validate(&self, path: &str) -> Result<(), ConfigError> {
+    /// Loads the `[health]` table the way every opsbot binary does (opsbot-core's loader:
+    /// `path`, else `./opsbot.toml` when present, plus `OPSBOT__HEALTH__…` overrides).
+    pub fn load(path: Option<&std::path::Path>) -> Result<HealthConfig, ConfigError> {
+        use opsbot_core::config::Config;
+        let found = Config::discover(path);
+        let config = Config::load(found.as_deref())?;
+        let health: HealthConfig = config.section("health")?;
+        health.validate(config.origin())?;
+        Ok(health)
+    }
+
+    /// Checks what serde cannot: repository names.
+    pub fn validate(&self, path: &str) -> Result<(), ConfigError> {
         let check = |field: String, value: &Option<String>| match value {
             Some(repo) if !is_repo(repo) => Err(ConfigError::BadRepo {
                 path: path.to_string(),
@@ -240,7 +254,9 @@ pub struct Target {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouteDecision {
     File(Target),
-    Ignore { reason: String },
+    Ignore {
+        reason: String,
+    },
     /// No route, no `health.repo` and no `GITHUB_REPOSITORY`.
     NoTarget,
 }
@@ -249,8 +265,7 @@ impl Matcher {
     /// True when every given field matches the event.
     pub fn matches(&self, event: &HealthEvent) -> bool {
         let any = |patterns: &[String], value: Option<&str>| {
-            patterns.is_empty()
-                || value.is_some_and(|v| patterns.iter().any(|p| glob_match(p, v)))
+            patterns.is_empty() || value.is_some_and(|v| patterns.iter().any(|p| glob_match(p, v)))
         };
         any(&self.accounts, event.shown_account())
             && any(&self.services, Some(&event.service))
@@ -371,18 +386,24 @@ labels = ["org"]
         let text = err.to_string();
         assert!(text.starts_with("cfg/opsbot.toml: "), "{text}");
         assert!(text.contains("repos"), "{text}");
-        let err = HealthConfig::from_toml("[[health.routes]]\nrepo = \"nope\"\n", "o.toml")
-            .unwrap_err();
+        let err =
+            HealthConfig::from_toml("[[health.routes]]\nrepo = \"nope\"\n", "o.toml").unwrap_err();
         assert_eq!(
             err.to_string(),
             "o.toml: health.routes[0].repo: `nope` is not a repository (expected owner/name)"
         );
-        assert_eq!(HealthConfig::from_toml("", "x").unwrap(), HealthConfig::default());
+        assert_eq!(
+            HealthConfig::from_toml("", "x").unwrap(),
+            HealthConfig::default()
+        );
     }
 
     #[test]
     fn globs() {
-        assert!(glob_match("AWS_*_SCHEDULED", "aws_rds_maintenance_scheduled"));
+        assert!(glob_match(
+            "AWS_*_SCHEDULED",
+            "aws_rds_maintenance_scheduled"
+        ));
         assert!(glob_match("*", ""));
         assert!(glob_match("a*b*c", "abc"));
         assert!(!glob_match("a*b*c", "acb"));

@@ -134,7 +134,11 @@ impl<T: IssueTracker, N: Notifier> HealthService<T, N> {
         };
         let parsed = parse_input(&payload);
         for err in &parsed.errors {
-            error!(location = err.location.as_str(), reason = err.reason.as_str(), "unusable input");
+            error!(
+                location = err.location.as_str(),
+                reason = err.reason.as_str(),
+                "unusable input"
+            );
             report.input_errors.push(err.to_string());
         }
         if !parsed.errors.is_empty() {
@@ -154,7 +158,8 @@ impl<T: IssueTracker, N: Notifier> HealthService<T, N> {
         report
     }
 
-    async fn handle_event(&self, event: &HealthEvent) -> EventResult {
+    /// Routes and files one event (also used by `reconcile`, which has events, not payloads).
+    pub async fn handle_event(&self, event: &HealthEvent) -> EventResult {
         let target = match self.config.route(event, self.default_repo.as_deref()) {
             RouteDecision::File(target) => target,
             RouteDecision::Ignore { reason } => {
@@ -337,7 +342,11 @@ mod tests {
     struct Down;
 
     impl IssueTracker for Down {
-        async fn list_by_label(&self, _: &str, _: &str) -> Result<Vec<ExistingIssue>, TrackerError> {
+        async fn list_by_label(
+            &self,
+            _: &str,
+            _: &str,
+        ) -> Result<Vec<ExistingIssue>, TrackerError> {
             Err(TrackerError::new("HTTP 502 Bad Gateway after 3 attempts"))
         }
         async fn create_issue(&self, _: &str, _: &IssueDraft) -> Result<u64, TrackerError> {
@@ -387,7 +396,11 @@ mod tests {
         assert!(report.failed());
         assert_eq!(report.input_errors.len(), 1);
         assert!(report.input_errors[0].starts_with("$[1].detail: missing field `eventArn`"));
-        assert!(report.failure_summary().starts_with("1 of the invocation's inputs failed"));
+        assert!(
+            report
+                .failure_summary()
+                .starts_with("1 of the invocation's inputs failed")
+        );
         let outcomes: Vec<_> = report
             .events
             .iter()

@@ -7,9 +7,12 @@
 
 pub mod bump;
 pub mod constraint;
+pub mod github;
 pub mod hash;
 pub mod lock;
 pub mod module_source;
+pub mod plan;
+pub mod pr;
 pub mod pins;
 pub mod registry;
 pub mod release;

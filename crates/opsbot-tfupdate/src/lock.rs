@@ -457,8 +457,12 @@ pub fn lock_dirs(root: &Path, opts: &WalkOptions) -> Result<Vec<PathBuf>, FileEr
     Ok(dirs.into_iter().collect())
 }
 
-/// Provider requirements of the root module in `dir`, following local module calls.
-fn requirements(dir: &Path) -> Result<BTreeMap<ProviderAddress, Requirement>, FileError> {
+/// File contents that differ from the disk (changes not written yet), by path.
+pub type Overlay = HashMap<PathBuf, String>;
+
+/// Provider requirements of the root module in `dir`, following local module calls;
+/// file contents come from `overlay` when present there.
+fn requirements(dir: &Path, overlay: &Overlay) -> Result<BTreeMap<ProviderAddress, Requirement>, FileError> {
     let mut out: BTreeMap<ProviderAddress, Requirement> = BTreeMap::new();
     let mut seen: BTreeSet<PathBuf> = BTreeSet::new();
     let mut queue = vec![dir.to_path_buf()];
@@ -468,9 +472,19 @@ fn requirements(dir: &Path) -> Result<BTreeMap<ProviderAddress, Requirement>, Fi
             continue;
         }
         let files = terraform_files(&d, &WalkOptions::default())?;
-        let (scanned, errors) = scan_files(&files);
+        let (on_disk, changed): (Vec<PathBuf>, Vec<PathBuf>) =
+            files.into_iter().partition(|f| !overlay.contains_key(f));
+        let (mut scanned, errors) = scan_files(&on_disk);
         if let Some(err) = errors.into_iter().next() {
             return Err(err);
+        }
+        for path in changed {
+            let text = overlay.get(&path).cloned().unwrap_or_default();
+            let pins = crate::pins::find_pins(&path, &text).map_err(|e| FileError {
+                file: path.clone(),
+                message: e.to_string(),
+            })?;
+            scanned.push(crate::walk::ScannedFile { path, text, pins });
         }
         for file in &scanned {
             for pin in &file.pins {
@@ -530,13 +544,13 @@ async fn choose_version(
         })
 }
 
-/// Updates one lock file; returns whether it changed and the version changes.
-async fn update_lock_dir(
+/// The lock file of `dir` as it should be: `(current text, new text, version changes)`.
+pub async fn locked_text(
     dir: &Path,
+    overlay: &Overlay,
     hasher: &LockHasher,
     registry: &RegistryClient,
-    dry_run: bool,
-) -> Result<(bool, Vec<(String, Option<String>, String)>), FileError> {
+) -> Result<(String, String, Vec<(String, Option<String>, String)>), FileError> {
     let path = dir.join(LOCK_FILE);
     let file_err = |message: String| FileError {
         file: path.clone(),
@@ -544,7 +558,7 @@ async fn update_lock_dir(
     };
     let text = std::fs::read_to_string(&path).map_err(|e| file_err(format!("{}: cannot read: {e}", path.display())))?;
     let lock = LockFile::parse(&path, &text).map_err(|e| file_err(e.to_string()))?;
-    let reqs = requirements(dir)?;
+    let reqs = requirements(dir, overlay)?;
     let default_host = lock_default_host(registry);
     let mut updates = Vec::new();
     let mut versions = Vec::new();
@@ -589,11 +603,26 @@ async fn update_lock_dir(
         });
     }
     let new_text = render_lock(&text, &lock, &updates, |a, b| a == b);
+    Ok((text, new_text, versions))
+}
+
+/// Updates one lock file; returns whether it changed and the version changes.
+async fn update_lock_dir(
+    dir: &Path,
+    hasher: &LockHasher,
+    registry: &RegistryClient,
+    dry_run: bool,
+) -> Result<(bool, Vec<(String, Option<String>, String)>), FileError> {
+    let path = dir.join(LOCK_FILE);
+    let (text, new_text, versions) = locked_text(dir, &Overlay::new(), hasher, registry).await?;
     if new_text == text {
         return Ok((false, versions));
     }
     if !dry_run {
-        write_atomic(&path, new_text.as_bytes()).map_err(|e| file_err(format!("{}: cannot write: {e}", path.display())))?;
+        write_atomic(&path, new_text.as_bytes()).map_err(|e| FileError {
+            file: path.clone(),
+            message: format!("{}: cannot write: {e}", path.display()),
+        })?;
     }
     Ok((true, versions))
 }

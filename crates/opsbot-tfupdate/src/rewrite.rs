@@ -258,11 +258,6 @@ pub fn rewrite_pins(
                 "`{value}` already admits {version}; left alone"
             ))),
             Decision::Rewrite { to, style } => {
-                if style == Style::Replaced {
-                    out.notes.push(note(format!(
-                        "`{value}` does not admit {version}; replaced by the exact version"
-                    )));
-                }
                 edits.push((pin.span.clone(), quote(&to)));
                 out.rewrites.push(PinRewrite {
                     file: file.to_path_buf(),

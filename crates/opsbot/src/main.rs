@@ -36,6 +36,8 @@ pub enum Command {
     App(cmd::app::AppArgs),
     /// Install git hooks (a pre-commit hook that runs `opsbot scan --staged`).
     Hook(cmd::hook::HookArgs),
+    /// Check and show the configuration: opsbot.toml and the GitHub environment.
+    Config(cmd::config::ConfigArgs),
 }
 
 fn main() -> ExitCode {

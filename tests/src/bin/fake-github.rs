@@ -14,7 +14,11 @@ async fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:8099".to_string());
     let repos: Vec<String> = args.collect();
-    let repos = if repos.is_empty() { vec!["acme/infra".to_string()] } else { repos };
+    let repos = if repos.is_empty() {
+        vec!["acme/infra".to_string()]
+    } else {
+        repos
+    };
     let fake = FakeGitHub::serve(FakeOptions::default(), &addr).await?;
     for r in &repos {
         fake.create_repo(r);

@@ -11,6 +11,9 @@
 //! includes pull requests, as on GitHub; creating an issue with an unknown label creates
 //! the label; a second open PR for the same head and base is refused with 422.
 
+// Handlers return `Result<_, Response>` so an early error is one `?` away.
+#![allow(clippy::result_large_err)]
+
 mod routes;
 pub mod state;
 
@@ -97,7 +100,9 @@ impl FakeGitHub {
     }
 
     pub async fn start_with(opts: FakeOptions) -> FakeGitHub {
-        Self::serve(opts, "127.0.0.1:0").await.unwrap_or_else(|e| panic!("fake GitHub: {e}"))
+        Self::serve(opts, "127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("fake GitHub: {e}"))
     }
 
     /// Binds `addr` (e.g. `127.0.0.1:0`) and serves until dropped.
@@ -157,14 +162,27 @@ impl FakeGitHub {
             next_number: 1,
             ..Default::default()
         };
-        repo.commit_files("main", &[("README.md", "# test repository\n")], "Initial commit");
+        repo.commit_files(
+            "main",
+            &[("README.md", "# test repository\n")],
+            "Initial commit",
+        );
         g.repos.insert(full_name.to_string(), repo);
     }
 
     /// Commits files on `branch` of `repo`; returns the new commit sha.
-    pub fn commit_files(&self, repo: &str, branch: &str, files: &[(&str, &str)], message: &str) -> String {
+    pub fn commit_files(
+        &self,
+        repo: &str,
+        branch: &str,
+        files: &[(&str, &str)],
+        message: &str,
+    ) -> String {
         let mut g = self.lock();
-        let r = g.repos.get_mut(repo).unwrap_or_else(|| panic!("no repo {repo}"));
+        let r = g
+            .repos
+            .get_mut(repo)
+            .unwrap_or_else(|| panic!("no repo {repo}"));
         r.commit_files(branch, files, message)
     }
 
@@ -179,7 +197,10 @@ impl FakeGitHub {
         let mut g = self.lock();
         let id = g.next_id();
         let base = g.base_url.clone();
-        let r = g.repos.get_mut(repo).unwrap_or_else(|| panic!("no repo {repo}"));
+        let r = g
+            .repos
+            .get_mut(repo)
+            .unwrap_or_else(|| panic!("no repo {repo}"));
         r.releases.insert(
             0,
             json!({
@@ -209,7 +230,9 @@ impl FakeGitHub {
     /// Issues (not pull requests) of `repo`, with their comments.
     pub fn issues(&self, repo: &str) -> Vec<FakeIssue> {
         let g = self.lock();
-        let Some(r) = g.repos.get(repo) else { return Vec::new() };
+        let Some(r) = g.repos.get(repo) else {
+            return Vec::new();
+        };
         r.issues
             .values()
             .filter(|i| !i.is_pull)
@@ -232,7 +255,9 @@ impl FakeGitHub {
 
     pub fn pulls(&self, repo: &str) -> Vec<FakePull> {
         let g = self.lock();
-        let Some(r) = g.repos.get(repo) else { return Vec::new() };
+        let Some(r) = g.repos.get(repo) else {
+            return Vec::new();
+        };
         r.pulls
             .values()
             .filter_map(|p| {
@@ -258,7 +283,9 @@ impl FakeGitHub {
 
     pub fn check_runs(&self, repo: &str) -> Vec<FakeCheckRun> {
         let g = self.lock();
-        let Some(r) = g.repos.get(repo) else { return Vec::new() };
+        let Some(r) = g.repos.get(repo) else {
+            return Vec::new();
+        };
         r.check_runs
             .iter()
             .map(|c| FakeCheckRun {
@@ -295,7 +322,9 @@ impl FakeGitHub {
         let r = g.repos.get(repo)?;
         let commit = r.resolve(reference)?;
         let (_, sha) = r.files_at(&commit)?.get(path)?;
-        r.blobs.get(sha).map(|b| String::from_utf8_lossy(b).into_owned())
+        r.blobs
+            .get(sha)
+            .map(|b| String::from_utf8_lossy(b).into_owned())
     }
 
     /// Commit message of the tip of `reference`.
@@ -349,7 +378,8 @@ pub(crate) fn error(status: StatusCode, message: &str) -> Response {
     (
         status,
         [("content-type", "application/json")],
-        json!({ "message": message, "documentation_url": "https://docs.github.com/rest" }).to_string(),
+        json!({ "message": message, "documentation_url": "https://docs.github.com/rest" })
+            .to_string(),
     )
         .into_response()
 }
@@ -362,7 +392,10 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let mut g = inner.lock().unwrap_or_else(|p| p.into_inner());
-    let full = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str()).to_string();
+    let full = uri
+        .path_and_query()
+        .map_or(uri.path(), |pq| pq.as_str())
+        .to_string();
     let response = respond(&mut g, &method, &uri, &headers, &body);
     g.requests.push(RecordedRequest {
         method: method.to_string(),
@@ -372,7 +405,13 @@ async fn handle(
     response
 }
 
-fn respond(g: &mut Inner, method: &Method, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Response {
+fn respond(
+    g: &mut Inner,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Response {
     let path = uri.path();
     let Some(path) = path.strip_prefix(g.opts.prefix.as_str()) else {
         return error(StatusCode::NOT_FOUND, "Not Found (outside the API prefix)");
@@ -394,10 +433,10 @@ fn respond(g: &mut Inner, method: &Method, uri: &Uri, headers: &HeaderMap, body:
                 &rule.message,
             )
         };
-        if let Some(secs) = rule.retry_after {
-            if let Ok(v) = secs.to_string().parse() {
-                resp.headers_mut().insert("retry-after", v);
-            }
+        if let Some(secs) = rule.retry_after
+            && let Ok(v) = secs.to_string().parse()
+        {
+            resp.headers_mut().insert("retry-after", v);
         }
         return resp;
     }
@@ -417,7 +456,12 @@ fn respond(g: &mut Inner, method: &Method, uri: &Uri, headers: &HeaderMap, body:
     } else {
         match serde_json::from_slice(body) {
             Ok(v) => v,
-            Err(e) => return error(StatusCode::BAD_REQUEST, &format!("Problems parsing JSON: {e}")),
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("Problems parsing JSON: {e}"),
+                );
+            }
         }
     };
     routes::dispatch(g, &caller, method, &segments, &query, json_body)
@@ -442,10 +486,10 @@ fn authenticate(g: &Inner, headers: &HeaderMap) -> Result<Caller, Response> {
     if let Some(id) = g.installation_tokens.get(token) {
         return Ok(Caller::Installation(*id));
     }
-    if token.matches('.').count() == 2 {
-        if let Some((app_id, public_pem)) = &g.opts.app {
-            return verify_app_jwt(token, *app_id, public_pem).map(|()| Caller::App);
-        }
+    if token.matches('.').count() == 2
+        && let Some((app_id, public_pem)) = &g.opts.app
+    {
+        return verify_app_jwt(token, *app_id, public_pem).map(|()| Caller::App);
     }
     Err(error(StatusCode::UNAUTHORIZED, "Bad credentials"))
 }
@@ -455,8 +499,12 @@ fn verify_app_jwt(token: &str, app_id: u64, public_pem: &str) -> Result<(), Resp
     struct Claims {
         iss: Value,
     }
-    let key = jsonwebtoken::DecodingKey::from_rsa_pem(public_pem.as_bytes())
-        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, &format!("fake: bad App public key: {e}")))?;
+    let key = jsonwebtoken::DecodingKey::from_rsa_pem(public_pem.as_bytes()).map_err(|e| {
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("fake: bad App public key: {e}"),
+        )
+    })?;
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
     // GitHub Apps send `iss` as a number; it is checked below by hand.
     validation.set_required_spec_claims(&["exp", "iat"]);
@@ -472,7 +520,10 @@ fn verify_app_jwt(token: &str, app_id: u64, public_pem: &str) -> Result<(), Resp
         other => other.to_string(),
     };
     if iss != app_id.to_string() {
-        return Err(error(StatusCode::UNAUTHORIZED, "JWT issuer is not this App"));
+        return Err(error(
+            StatusCode::UNAUTHORIZED,
+            "JWT issuer is not this App",
+        ));
     }
     Ok(())
 }
@@ -482,14 +533,19 @@ fn percent_decode(s: &str, plus_is_space: bool) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
         }
-        out.push(if plus_is_space && bytes[i] == b'+' { b' ' } else { bytes[i] });
+        out.push(if plus_is_space && bytes[i] == b'+' {
+            b' '
+        } else {
+            bytes[i]
+        });
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()

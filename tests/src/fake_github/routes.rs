@@ -1,4 +1,5 @@
 //! Request routing for the fake GitHub: one `match` over method and path segments.
+#![allow(clippy::result_large_err)]
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -60,16 +61,24 @@ pub(crate) fn dispatch(
     match (method.as_str(), s.as_slice()) {
         ("GET", ["app"]) => {
             if *caller != Caller::App {
-                return error(StatusCode::UNAUTHORIZED, "A JSON web token could not be decoded");
+                return error(
+                    StatusCode::UNAUTHORIZED,
+                    "A JSON web token could not be decoded",
+                );
             }
             let id = g.opts.app.as_ref().map_or(0, |a| a.0);
             return ok(json!({ "id": id, "slug": "opsbot", "name": "opsbot" }));
         }
         ("POST", ["app", "installations", id, "access_tokens"]) => {
             if *caller != Caller::App {
-                return error(StatusCode::UNAUTHORIZED, "A JSON web token could not be decoded");
+                return error(
+                    StatusCode::UNAUTHORIZED,
+                    "A JSON web token could not be decoded",
+                );
             }
-            let Ok(id) = id.parse::<u64>() else { return not_found() };
+            let Ok(id) = id.parse::<u64>() else {
+                return not_found();
+            };
             if !g.installations.contains_key(&id) {
                 return not_found();
             }
@@ -84,7 +93,10 @@ pub(crate) fn dispatch(
         }
         ("GET", ["repos", o, r, "installation"]) => {
             if *caller != Caller::App {
-                return error(StatusCode::UNAUTHORIZED, "A JSON web token could not be decoded");
+                return error(
+                    StatusCode::UNAUTHORIZED,
+                    "A JSON web token could not be decoded",
+                );
             }
             let full = format!("{o}/{r}");
             let found = g
@@ -118,9 +130,15 @@ pub(crate) fn dispatch(
     };
     let full = format!("{o}/{r}");
     if let Caller::Installation(id) = caller {
-        let allowed = g.installations.get(id).is_some_and(|repos| repos.contains(&full));
+        let allowed = g
+            .installations
+            .get(id)
+            .is_some_and(|repos| repos.contains(&full));
         if !allowed {
-            return error(StatusCode::NOT_FOUND, "Not Found (not installed on this repository)");
+            return error(
+                StatusCode::NOT_FOUND,
+                "Not Found (not installed on this repository)",
+            );
         }
     }
     let next_id = g.next_id();
@@ -147,7 +165,10 @@ pub(crate) fn dispatch(
             if query.get("direction").map(String::as_str) != Some("asc") {
                 list.reverse();
             }
-            let items: Vec<Value> = list.into_iter().map(|i| issue_json(&base, repo, i)).collect();
+            let items: Vec<Value> = list
+                .into_iter()
+                .map(|i| issue_json(&base, repo, i))
+                .collect();
             paginate(&base, &format!("/repos/{full}/issues"), query, items)
         }
         ("POST", ["issues"]) => {
@@ -193,24 +214,39 @@ pub(crate) fn dispatch(
             let labels = i.labels.clone();
             let number = i.number;
             for l in labels {
-                repo.labels.entry(l).or_insert_with(|| ("ededed".to_string(), String::new()));
+                repo.labels
+                    .entry(l)
+                    .or_insert_with(|| ("ededed".to_string(), String::new()));
             }
             ok(issue_json(&base, repo, &repo.issues[&number]))
         }
         ("GET", ["issues", n, "comments"]) => {
-            let Ok(n) = n.parse::<u64>() else { return not_found() };
+            let Ok(n) = n.parse::<u64>() else {
+                return not_found();
+            };
             if !repo.issues.contains_key(&n) {
                 return not_found();
             }
             let items: Vec<Value> = repo
                 .comments
                 .get(&n)
-                .map(|cs| cs.iter().map(|c| comment_json(&base, &full, n, c)).collect())
+                .map(|cs| {
+                    cs.iter()
+                        .map(|c| comment_json(&base, &full, n, c))
+                        .collect()
+                })
                 .unwrap_or_default();
-            paginate(&base, &format!("/repos/{full}/issues/{n}/comments"), query, items)
+            paginate(
+                &base,
+                &format!("/repos/{full}/issues/{n}/comments"),
+                query,
+                items,
+            )
         }
         ("POST", ["issues", n, "comments"]) => {
-            let Ok(n) = n.parse::<u64>() else { return not_found() };
+            let Ok(n) = n.parse::<u64>() else {
+                return not_found();
+            };
             if !repo.issues.contains_key(&n) {
                 return not_found();
             }
@@ -235,7 +271,9 @@ pub(crate) fn dispatch(
                 if !i.labels.contains(&l) {
                     i.labels.push(l.clone());
                 }
-                repo.labels.entry(l).or_insert_with(|| ("ededed".to_string(), String::new()));
+                repo.labels
+                    .entry(l)
+                    .or_insert_with(|| ("ededed".to_string(), String::new()));
             }
             let labels: Vec<Value> = i.labels.iter().map(|l| json!({ "name": l })).collect();
             ok(Value::Array(labels))
@@ -257,7 +295,8 @@ pub(crate) fn dispatch(
             }
             let color = str_field(&body, "color").unwrap_or("ededed").to_string();
             let desc = str_field(&body, "description").unwrap_or("").to_string();
-            repo.labels.insert(name.to_string(), (color.clone(), desc.clone()));
+            repo.labels
+                .insert(name.to_string(), (color.clone(), desc.clone()));
             created(json!({ "name": name, "color": color, "description": desc }))
         }
 
@@ -277,14 +316,21 @@ pub(crate) fn dispatch(
                 .filter(|(k, _)| k.starts_with(&p))
                 .map(|(k, v)| ref_json(k, v))
                 .collect();
-            paginate(&base, &format!("/repos/{full}/git/matching-refs"), query, items)
+            paginate(
+                &base,
+                &format!("/repos/{full}/git/matching-refs"),
+                query,
+                items,
+            )
         }
         ("POST", ["git", "refs"]) => {
             let (Some(name), Some(sha)) = (str_field(&body, "ref"), str_field(&body, "sha")) else {
                 return unprocessable("Validation Failed: ref and sha are required");
             };
             if !name.starts_with("refs/") || name.matches('/').count() < 2 {
-                return unprocessable("Reference name must start with 'refs/' and have two slashes");
+                return unprocessable(
+                    "Reference name must start with 'refs/' and have two slashes",
+                );
             }
             if repo.refs.contains_key(name) {
                 return unprocessable("Reference already exists");
@@ -348,7 +394,9 @@ pub(crate) fn dispatch(
                 .commits
                 .get(*sha)
                 .map_or_else(|| sha.to_string(), |c| c.tree.clone());
-            let Some(files) = repo.trees.get(&tree_sha) else { return not_found() };
+            let Some(files) = repo.trees.get(&tree_sha) else {
+                return not_found();
+            };
             let mut entries: Vec<Value> = Vec::new();
             let mut dirs = std::collections::BTreeSet::new();
             for path in files.keys() {
@@ -358,7 +406,9 @@ pub(crate) fn dispatch(
                 }
             }
             for d in dirs {
-                entries.push(json!({ "path": d, "mode": "040000", "type": "tree", "sha": "0".repeat(40) }));
+                entries.push(
+                    json!({ "path": d, "mode": "040000", "type": "tree", "sha": "0".repeat(40) }),
+                );
             }
             for (path, (mode, blob)) in files {
                 let size = repo.blobs.get(blob).map_or(0, Vec::len);
@@ -367,7 +417,9 @@ pub(crate) fn dispatch(
             ok(json!({ "sha": tree_sha, "tree": entries, "truncated": false }))
         }
         ("POST", ["git", "commits"]) => {
-            let (Some(message), Some(tree)) = (str_field(&body, "message"), str_field(&body, "tree")) else {
+            let (Some(message), Some(tree)) =
+                (str_field(&body, "message"), str_field(&body, "tree"))
+            else {
                 return unprocessable("Validation Failed: message and tree are required");
             };
             if !repo.trees.contains_key(tree) {
@@ -390,9 +442,16 @@ pub(crate) fn dispatch(
 
         // ---- contents, commits, compare ----
         ("GET", ["contents", path @ ..]) => {
-            let reference = query.get("ref").cloned().unwrap_or_else(|| repo.default_branch.clone());
-            let Some(commit) = repo.resolve(&reference) else { return not_found() };
-            let Some(files) = repo.files_at(&commit) else { return not_found() };
+            let reference = query
+                .get("ref")
+                .cloned()
+                .unwrap_or_else(|| repo.default_branch.clone());
+            let Some(commit) = repo.resolve(&reference) else {
+                return not_found();
+            };
+            let Some(files) = repo.files_at(&commit) else {
+                return not_found();
+            };
             let path = path.join("/");
             if let Some((_, sha)) = files.get(&path) {
                 let bytes = repo.blobs.get(sha).cloned().unwrap_or_default();
@@ -401,7 +460,11 @@ pub(crate) fn dispatch(
                     "size": bytes.len(), "encoding": "base64", "content": B64.encode(&bytes),
                 }));
             }
-            let prefix = if path.is_empty() { String::new() } else { format!("{path}/") };
+            let prefix = if path.is_empty() {
+                String::new()
+            } else {
+                format!("{path}/")
+            };
             let mut seen = std::collections::BTreeMap::new();
             for (p, (_, sha)) in files {
                 if let Some(rest) = p.strip_prefix(&prefix) {
@@ -423,7 +486,9 @@ pub(crate) fn dispatch(
         ("GET", ["commits", reference]) => match repo.resolve(reference) {
             Some(sha) => {
                 let parent = repo.commits[&sha].parents.first().cloned();
-                let files = parent.map(|p| repo.diff_files(&p, &sha)).unwrap_or_default();
+                let files = parent
+                    .map(|p| repo.diff_files(&p, &sha))
+                    .unwrap_or_default();
                 let mut c = commit_json(&base, repo, &sha);
                 c["files"] = Value::Array(files);
                 c["commit"] = json!({ "message": repo.commits[&sha].message });
@@ -432,7 +497,9 @@ pub(crate) fn dispatch(
             None => unprocessable(&format!("No commit found for SHA: {reference}")),
         },
         ("GET", ["commits", reference, "check-runs"]) => {
-            let sha = repo.resolve(reference).unwrap_or_else(|| reference.to_string());
+            let sha = repo
+                .resolve(reference)
+                .unwrap_or_else(|| reference.to_string());
             let runs: Vec<Value> = repo
                 .check_runs
                 .iter()
@@ -455,7 +522,11 @@ pub(crate) fn dispatch(
                 .map(|c| commit_json(&base, repo, c))
                 .collect();
             let files = repo.diff_files(&merge_base, &h);
-            let status = if commits.is_empty() { "identical" } else { "ahead" };
+            let status = if commits.is_empty() {
+                "identical"
+            } else {
+                "ahead"
+            };
             ok(json!({
                 "status": status, "ahead_by": commits.len(), "behind_by": 0,
                 "total_commits": commits.len(), "commits": commits, "files": files,
@@ -474,7 +545,9 @@ pub(crate) fn dispatch(
                 .filter(|p| {
                     let i = &repo.issues[&p.number];
                     (state == "all" || i.state == state)
-                        && head.as_ref().is_none_or(|h| *h == format!("{}:{}", repo.owner, p.head_ref))
+                        && head
+                            .as_ref()
+                            .is_none_or(|h| *h == format!("{}:{}", repo.owner, p.head_ref))
                         && base_filter.as_ref().is_none_or(|b| *b == p.base_ref)
                 })
                 .map(|p| pull_json(&base, repo, p))
@@ -504,7 +577,12 @@ pub(crate) fn dispatch(
             };
             let mb = repo.merge_base(&b, &h).unwrap_or(b);
             let items = repo.diff_files(&mb, &h);
-            paginate(&base, &format!("/repos/{full}/pulls/{n}/files"), query, items)
+            paginate(
+                &base,
+                &format!("/repos/{full}/pulls/{n}/files"),
+                query,
+                items,
+            )
         }
         ("POST", ["pulls", n, "requested_reviewers"]) => {
             let Some(number) = n.parse::<u64>().ok().filter(|n| repo.pulls.contains_key(n)) else {
@@ -525,7 +603,9 @@ pub(crate) fn dispatch(
 
         // ---- checks ----
         ("POST", ["check-runs"]) => {
-            let (Some(name), Some(head_sha)) = (str_field(&body, "name"), str_field(&body, "head_sha")) else {
+            let (Some(name), Some(head_sha)) =
+                (str_field(&body, "name"), str_field(&body, "head_sha"))
+            else {
                 return unprocessable("Validation Failed: name and head_sha are required");
             };
             if !matches!(caller, Caller::Installation(_)) {
@@ -574,16 +654,29 @@ pub(crate) fn dispatch(
             ok(check_run_json(&base, &full, run))
         }
         ("GET", ["check-runs", id]) => {
-            match id.parse::<u64>().ok().and_then(|id| repo.check_runs.iter().find(|c| c.id == id)) {
+            match id
+                .parse::<u64>()
+                .ok()
+                .and_then(|id| repo.check_runs.iter().find(|c| c.id == id))
+            {
                 Some(run) => ok(check_run_json(&base, &full, run)),
                 None => not_found(),
             }
         }
         ("GET", ["check-runs", id, "annotations"]) => {
-            match id.parse::<u64>().ok().and_then(|id| repo.check_runs.iter().find(|c| c.id == id)) {
+            match id
+                .parse::<u64>()
+                .ok()
+                .and_then(|id| repo.check_runs.iter().find(|c| c.id == id))
+            {
                 Some(run) => {
                     let items = run.annotations.clone();
-                    paginate(&base, &format!("/repos/{full}/check-runs/{id}/annotations"), query, items)
+                    paginate(
+                        &base,
+                        &format!("/repos/{full}/check-runs/{id}/annotations"),
+                        query,
+                        items,
+                    )
                 }
                 None => not_found(),
             }
@@ -595,11 +688,10 @@ pub(crate) fn dispatch(
             paginate(&base, &format!("/repos/{full}/releases"), query, items)
         }
         ("GET", ["releases", "latest"]) => {
-            match repo
-                .releases
-                .iter()
-                .find(|r| !r["prerelease"].as_bool().unwrap_or(false) && !r["draft"].as_bool().unwrap_or(false))
-            {
+            match repo.releases.iter().find(|r| {
+                !r["prerelease"].as_bool().unwrap_or(false)
+                    && !r["draft"].as_bool().unwrap_or(false)
+            }) {
                 Some(r) => ok(r.clone()),
                 None => not_found(),
             }
@@ -622,15 +714,19 @@ fn apply_issue_patch(i: &mut IssueRec, body: &Value) {
     if let Some(b) = body.get("body") {
         i.body = b.as_str().map(str::to_string);
     }
-    if let Some(st) = str_field(body, "state") {
-        if st != i.state {
-            i.state = st.to_string();
-            i.state_reason = if st == "closed" {
-                Some(str_field(body, "state_reason").unwrap_or("completed").to_string())
-            } else {
-                Some("reopened".to_string())
-            };
-        }
+    if let Some(st) = str_field(body, "state")
+        && st != i.state
+    {
+        i.state = st.to_string();
+        i.state_reason = if st == "closed" {
+            Some(
+                str_field(body, "state_reason")
+                    .unwrap_or("completed")
+                    .to_string(),
+            )
+        } else {
+            Some("reopened".to_string())
+        };
     }
     if let Some(l) = string_list(body, "labels") {
         i.labels = l;
@@ -642,7 +738,9 @@ fn apply_issue_patch(i: &mut IssueRec, body: &Value) {
 }
 
 fn apply_check_output(run: &mut CheckRunRec, body: &Value) -> Result<(), Response> {
-    let Some(output) = body.get("output") else { return Ok(()) };
+    let Some(output) = body.get("output") else {
+        return Ok(());
+    };
     if let Some(t) = str_field(output, "title") {
         run.title = Some(t.to_string());
     }
@@ -656,9 +754,17 @@ fn apply_check_output(run: &mut CheckRunRec, body: &Value) -> Result<(), Respons
             ));
         }
         for ann in a {
-            for key in ["path", "start_line", "end_line", "annotation_level", "message"] {
+            for key in [
+                "path",
+                "start_line",
+                "end_line",
+                "annotation_level",
+                "message",
+            ] {
                 if ann.get(key).is_none() {
-                    return Err(unprocessable(&format!("Validation Failed: annotation is missing `{key}`")));
+                    return Err(unprocessable(&format!(
+                        "Validation Failed: annotation is missing `{key}`"
+                    )));
                 }
             }
         }
@@ -671,7 +777,10 @@ fn apply_check_output(run: &mut CheckRunRec, body: &Value) -> Result<(), Respons
 fn create_tree(repo: &mut Repo, body: &Value) -> Response {
     let mut files = match str_field(body, "base_tree") {
         Some(b) => {
-            let tree_sha = repo.commits.get(b).map_or_else(|| b.to_string(), |c| c.tree.clone());
+            let tree_sha = repo
+                .commits
+                .get(b)
+                .map_or_else(|| b.to_string(), |c| c.tree.clone());
             match repo.trees.get(&tree_sha) {
                 Some(t) => t.clone(),
                 None => return unprocessable("base_tree does not exist"),
@@ -725,7 +834,9 @@ fn create_pull(base: &str, repo: &mut Repo, caller: &Caller, body: &Value) -> Re
         return unprocessable("Validation Failed: head or base does not exist");
     };
     if h == b || repo.commits_between(&b, &h).is_empty() {
-        return unprocessable(&format!("Validation Failed: No commits between {base_ref} and {head_ref}"));
+        return unprocessable(&format!(
+            "Validation Failed: No commits between {base_ref} and {head_ref}"
+        ));
     }
     let exists = repo.pulls.values().any(|p| {
         p.head_ref == head_ref && p.base_ref == base_ref && repo.issues[&p.number].state == "open"
@@ -795,9 +906,16 @@ fn search_issues(g: &Inner, caller: &Caller, query: &Query) -> Response {
             repo_filter = Some(r.to_string());
         } else if let Some(l) = token.strip_prefix("label:") {
             labels.push(l.trim_matches('"').to_string());
-        } else if let Some(s) = token.strip_prefix("state:").or_else(|| token.strip_prefix("is:").filter(|s| *s == "open" || *s == "closed")) {
+        } else if let Some(s) = token.strip_prefix("state:").or_else(|| {
+            token
+                .strip_prefix("is:")
+                .filter(|s| *s == "open" || *s == "closed")
+        }) {
             state = Some(s.to_string());
-        } else if let Some(k) = token.strip_prefix("is:").or_else(|| token.strip_prefix("type:")) {
+        } else if let Some(k) = token
+            .strip_prefix("is:")
+            .or_else(|| token.strip_prefix("type:"))
+        {
             kind = Some(k.to_string());
         } else if token.starts_with("in:") {
         } else if !token.is_empty() {
@@ -810,10 +928,13 @@ fn search_issues(g: &Inner, caller: &Caller, query: &Query) -> Response {
         if repo_filter.as_ref().is_some_and(|r| r != full) {
             continue;
         }
-        if let Caller::Installation(id) = caller {
-            if !g.installations.get(id).is_some_and(|repos| repos.contains(full)) {
-                continue;
-            }
+        if let Caller::Installation(id) = caller
+            && !g
+                .installations
+                .get(id)
+                .is_some_and(|repos| repos.contains(full))
+        {
+            continue;
         }
         for i in repo.issues.values() {
             let visible = i.created.elapsed() >= lag;
@@ -842,9 +963,17 @@ fn paginate(base: &str, path: &str, query: &Query, items: Vec<Value>) -> Respons
         .and_then(|p| p.parse::<usize>().ok())
         .unwrap_or(30)
         .clamp(1, 100);
-    let page = query.get("page").and_then(|p| p.parse::<usize>().ok()).unwrap_or(1).max(1);
+    let page = query
+        .get("page")
+        .and_then(|p| p.parse::<usize>().ok())
+        .unwrap_or(1)
+        .max(1);
     let total = items.len();
-    let slice: Vec<Value> = items.into_iter().skip((page - 1) * per_page).take(per_page).collect();
+    let slice: Vec<Value> = items
+        .into_iter()
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .collect();
     let mut resp = ok(Value::Array(slice));
     if page * per_page < total {
         let mut params: Vec<(String, String)> = query
@@ -856,7 +985,14 @@ fn paginate(base: &str, path: &str, query: &Query, items: Vec<Value>) -> Respons
         params.push(("page".to_string(), (page + 1).to_string()));
         let qs: Vec<String> = params
             .iter()
-            .map(|(k, v)| format!("{k}={}", v.replace('%', "%25").replace(',', "%2C").replace(' ', "%20")))
+            .map(|(k, v)| {
+                format!(
+                    "{k}={}",
+                    v.replace('%', "%25")
+                        .replace(',', "%2C")
+                        .replace(' ', "%20")
+                )
+            })
             .collect();
         let link = format!("<{base}{path}?{}>; rel=\"next\"", qs.join("&"));
         if let Ok(v) = link.parse() {
@@ -890,7 +1026,8 @@ fn issue_json(base: &str, r: &Repo, i: &IssueRec) -> Value {
         "html_url": format!("{base}/{}/{kind}/{}", r.full_name(), i.number),
     });
     if i.is_pull {
-        v["pull_request"] = json!({ "url": format!("{base}/repos/{}/pulls/{}", r.full_name(), i.number) });
+        v["pull_request"] =
+            json!({ "url": format!("{base}/repos/{}/pulls/{}", r.full_name(), i.number) });
     }
     v
 }

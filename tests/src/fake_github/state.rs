@@ -164,9 +164,23 @@ impl Repo {
 
     pub fn put_commit(&mut self, tree: String, parents: Vec<String>, message: String) -> String {
         let mut h = Sha1::new();
-        h.update(format!("commit\0{tree}\n{}\n{message}\n{}", parents.join(","), self.commits.len()).as_bytes());
+        h.update(
+            format!(
+                "commit\0{tree}\n{}\n{message}\n{}",
+                parents.join(","),
+                self.commits.len()
+            )
+            .as_bytes(),
+        );
         let sha = hex::encode(h.finalize());
-        self.commits.insert(sha.clone(), CommitRec { tree, parents, message });
+        self.commits.insert(
+            sha.clone(),
+            CommitRec {
+                tree,
+                parents,
+                message,
+            },
+        );
         sha
     }
 
@@ -201,12 +215,20 @@ impl Repo {
             format!("refs/heads/{reference}"),
             format!("refs/tags/{reference}"),
         ];
-        candidates.iter().find_map(|c| self.refs.get(c).cloned()).or_else(|| {
-            // Abbreviated shas.
-            (reference.len() >= 7)
-                .then(|| self.commits.keys().find(|k| k.starts_with(reference)).cloned())
-                .flatten()
-        })
+        candidates
+            .iter()
+            .find_map(|c| self.refs.get(c).cloned())
+            .or_else(|| {
+                // Abbreviated shas.
+                (reference.len() >= 7)
+                    .then(|| {
+                        self.commits
+                            .keys()
+                            .find(|k| k.starts_with(reference))
+                            .cloned()
+                    })
+                    .flatten()
+            })
     }
 
     pub fn files_at(&self, commit: &str) -> Option<&Files> {
@@ -233,7 +255,9 @@ impl Repo {
     /// The nearest common ancestor (what `base...head` compares against).
     pub fn merge_base(&self, base: &str, head: &str) -> Option<String> {
         let base_set: HashSet<String> = self.ancestors(base).into_iter().collect();
-        self.ancestors(head).into_iter().find(|c| base_set.contains(c))
+        self.ancestors(head)
+            .into_iter()
+            .find(|c| base_set.contains(c))
     }
 
     /// Commits reachable from `head` but not from `base`, oldest first.

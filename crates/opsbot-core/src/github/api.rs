@@ -11,7 +11,10 @@ use super::{GitHub, GitHubError, RepoRef, encode_query, encode_segment};
 
 /// Encodes a path inside a repository, keeping the `/` separators.
 fn encode_path(path: &str) -> String {
-    path.split('/').map(encode_segment).collect::<Vec<_>>().join("/")
+    path.split('/')
+        .map(encode_segment)
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 impl GitHub {
@@ -42,7 +45,11 @@ impl GitHub {
 
     // ---- issues -----------------------------------------------------------------------
 
-    pub async fn create_issue(&self, repo: &RepoRef, issue: &NewIssue) -> Result<Issue, GitHubError> {
+    pub async fn create_issue(
+        &self,
+        repo: &RepoRef,
+        issue: &NewIssue,
+    ) -> Result<Issue, GitHubError> {
         self.call(
             &format!("create issue in {repo}"),
             Method::POST,
@@ -79,7 +86,11 @@ impl GitHub {
 
     /// Lists issues (pull requests excluded) matching `query`, oldest first, every page.
     /// Listing by label is strongly consistent, unlike search.
-    pub async fn list_issues(&self, repo: &RepoRef, query: &IssueQuery) -> Result<Vec<Issue>, GitHubError> {
+    pub async fn list_issues(
+        &self,
+        repo: &RepoRef,
+        query: &IssueQuery,
+    ) -> Result<Vec<Issue>, GitHubError> {
         let mut route = format!(
             "/repos/{}/{}/issues?state={}&sort=created&direction=asc&per_page=100",
             repo.owner,
@@ -93,7 +104,10 @@ impl GitHub {
         let issues: Vec<Issue> = self
             .paginate(&format!("list issues in {repo}"), &route, None)
             .await?;
-        Ok(issues.into_iter().filter(|i| !i.is_pull_request()).collect())
+        Ok(issues
+            .into_iter()
+            .filter(|i| !i.is_pull_request())
+            .collect())
     }
 
     /// Issue search (`q` as on github.com). GitHub's index lags writes by seconds to
@@ -116,13 +130,20 @@ impl GitHub {
         self.call(
             &format!("comment on {repo}#{number}"),
             Method::POST,
-            &format!("/repos/{}/{}/issues/{number}/comments", repo.owner, repo.name),
+            &format!(
+                "/repos/{}/{}/issues/{number}/comments",
+                repo.owner, repo.name
+            ),
             Some(&json!({ "body": body })),
         )
         .await
     }
 
-    pub async fn list_comments(&self, repo: &RepoRef, number: u64) -> Result<Vec<Comment>, GitHubError> {
+    pub async fn list_comments(
+        &self,
+        repo: &RepoRef,
+        number: u64,
+    ) -> Result<Vec<Comment>, GitHubError> {
         self.paginate(
             &format!("list comments on {repo}#{number}"),
             &format!(
@@ -178,13 +199,22 @@ impl GitHub {
     pub async fn git_ref(&self, repo: &RepoRef, name: &str) -> Result<Option<GitRef>, GitHubError> {
         self.get_optional(
             &format!("get ref {name} in {repo}"),
-            &format!("/repos/{}/{}/git/ref/{}", repo.owner, repo.name, encode_path(name)),
+            &format!(
+                "/repos/{}/{}/git/ref/{}",
+                repo.owner,
+                repo.name,
+                encode_path(name)
+            ),
         )
         .await
     }
 
     /// Refs starting with `prefix` (`heads/opsbot/`).
-    pub async fn matching_refs(&self, repo: &RepoRef, prefix: &str) -> Result<Vec<GitRef>, GitHubError> {
+    pub async fn matching_refs(
+        &self,
+        repo: &RepoRef,
+        prefix: &str,
+    ) -> Result<Vec<GitRef>, GitHubError> {
         self.paginate(
             &format!("list refs {prefix} in {repo}"),
             &format!(
@@ -199,7 +229,12 @@ impl GitHub {
     }
 
     /// Creates `refs/heads/...` (give the full `refs/...` name).
-    pub async fn create_ref(&self, repo: &RepoRef, full_name: &str, sha: &str) -> Result<GitRef, GitHubError> {
+    pub async fn create_ref(
+        &self,
+        repo: &RepoRef,
+        full_name: &str,
+        sha: &str,
+    ) -> Result<GitRef, GitHubError> {
         self.call(
             &format!("create ref {full_name} in {repo}"),
             Method::POST,
@@ -220,7 +255,12 @@ impl GitHub {
         self.call(
             &format!("update ref {name} in {repo}"),
             Method::PATCH,
-            &format!("/repos/{}/{}/git/refs/{}", repo.owner, repo.name, encode_path(name)),
+            &format!(
+                "/repos/{}/{}/git/refs/{}",
+                repo.owner,
+                repo.name,
+                encode_path(name)
+            ),
             Some(&json!({ "sha": sha, "force": force })),
         )
         .await
@@ -230,7 +270,12 @@ impl GitHub {
         self.send::<()>(
             &format!("delete ref {name} in {repo}"),
             Method::DELETE,
-            &format!("/repos/{}/{}/git/refs/{}", repo.owner, repo.name, encode_path(name)),
+            &format!(
+                "/repos/{}/{}/git/refs/{}",
+                repo.owner,
+                repo.name,
+                encode_path(name)
+            ),
             None,
         )
         .await
@@ -274,7 +319,10 @@ impl GitHub {
         self.call::<_, ()>(
             &format!("get tree {sha} in {repo}"),
             Method::GET,
-            &format!("/repos/{}/{}/git/trees/{sha}?recursive=1", repo.owner, repo.name),
+            &format!(
+                "/repos/{}/{}/git/trees/{sha}?recursive=1",
+                repo.owner, repo.name
+            ),
             None,
         )
         .await
@@ -366,7 +414,12 @@ impl GitHub {
     }
 
     /// Commits and changed files (with patches) between two commits.
-    pub async fn compare(&self, repo: &RepoRef, base: &str, head: &str) -> Result<Comparison, GitHubError> {
+    pub async fn compare(
+        &self,
+        repo: &RepoRef,
+        base: &str,
+        head: &str,
+    ) -> Result<Comparison, GitHubError> {
         self.call::<_, ()>(
             &format!("compare {base}...{head} in {repo}"),
             Method::GET,
@@ -403,7 +456,11 @@ impl GitHub {
             .await
     }
 
-    pub async fn create_pull(&self, repo: &RepoRef, pull: &NewPullRequest) -> Result<PullRequest, GitHubError> {
+    pub async fn create_pull(
+        &self,
+        repo: &RepoRef,
+        pull: &NewPullRequest,
+    ) -> Result<PullRequest, GitHubError> {
         self.call(
             &format!("open pull request {} in {repo}", pull.head),
             Method::POST,
@@ -439,10 +496,17 @@ impl GitHub {
     }
 
     /// Files a pull request changes, with patches (every page, up to GitHub's 3,000).
-    pub async fn pull_files(&self, repo: &RepoRef, number: u64) -> Result<Vec<ChangedFile>, GitHubError> {
+    pub async fn pull_files(
+        &self,
+        repo: &RepoRef,
+        number: u64,
+    ) -> Result<Vec<ChangedFile>, GitHubError> {
         self.paginate(
             &format!("list files of {repo}#{number}"),
-            &format!("/repos/{}/{}/pulls/{number}/files?per_page=100", repo.owner, repo.name),
+            &format!(
+                "/repos/{}/{}/pulls/{number}/files?per_page=100",
+                repo.owner, repo.name
+            ),
             None,
         )
         .await
@@ -470,7 +534,11 @@ impl GitHub {
 
     // ---- checks -------------------------------------------------------------------------
 
-    pub async fn create_check_run(&self, repo: &RepoRef, run: &NewCheckRun) -> Result<CheckRun, GitHubError> {
+    pub async fn create_check_run(
+        &self,
+        repo: &RepoRef,
+        run: &NewCheckRun,
+    ) -> Result<CheckRun, GitHubError> {
         self.call(
             &format!("create check run `{}` in {repo}", run.name),
             Method::POST,
@@ -495,7 +563,11 @@ impl GitHub {
         .await
     }
 
-    pub async fn check_runs_for_ref(&self, repo: &RepoRef, reference: &str) -> Result<Vec<CheckRun>, GitHubError> {
+    pub async fn check_runs_for_ref(
+        &self,
+        repo: &RepoRef,
+        reference: &str,
+    ) -> Result<Vec<CheckRun>, GitHubError> {
         self.paginate(
             &format!("list check runs for {reference} in {repo}"),
             &format!(

@@ -41,6 +41,9 @@ mod tests {
         assert!(!body.contains("a -->"));
         assert_eq!(find::<State>(&body, "health"), Some(s));
         assert_eq!(find::<State>(&body, "tfupdate"), None);
-        assert_eq!(find::<State>("<!-- opsbot:health {broken -->", "health"), None);
+        assert_eq!(
+            find::<State>("<!-- opsbot:health {broken -->", "health"),
+            None
+        );
     }
 }

@@ -162,10 +162,13 @@ impl GitHub {
         else {
             return Err(GitHubError::Auth("no App credentials configured".into()));
         };
-        let key = jsonwebtoken::EncodingKey::from_rsa_pem(private_key_pem.expose_secret().as_bytes())
-            .map_err(|e| {
-                GitHubError::Auth(format!("GITHUB_APP_PRIVATE_KEY is not a usable RSA key: {e}"))
-            })?;
+        let key =
+            jsonwebtoken::EncodingKey::from_rsa_pem(private_key_pem.expose_secret().as_bytes())
+                .map_err(|e| {
+                    GitHubError::Auth(format!(
+                        "GITHUB_APP_PRIVATE_KEY is not a usable RSA key: {e}"
+                    ))
+                })?;
         let crab = Self::builder(settings)?
             .app(octocrab::models::AppId(*app_id), key)
             .build()
@@ -274,7 +277,11 @@ impl GitHub {
                         says_rate_limited: message.to_ascii_lowercase().contains("rate limit")
                             || message.to_ascii_lowercase().contains("abuse"),
                     };
-                    (failure, format!("{}: {message}", resp.status), Some(resp.status))
+                    (
+                        failure,
+                        format!("{}: {message}", resp.status),
+                        Some(resp.status),
+                    )
                 }
                 Err(AttemptError::Transport(message)) => (Failure::Transport, message, None),
                 Err(AttemptError::Status { status, message }) => (
@@ -354,7 +361,10 @@ impl GitHub {
             .uri(route)
             .header(http::header::ACCEPT, "application/vnd.github+json")
             .header("x-github-api-version", API_VERSION)
-            .header(http::header::USER_AGENT, concat!("opsbot/", env!("CARGO_PKG_VERSION")));
+            .header(
+                http::header::USER_AGENT,
+                concat!("opsbot/", env!("CARGO_PKG_VERSION")),
+            );
         let request = match body {
             Some(body) => builder
                 .header(http::header::CONTENT_TYPE, "application/json")
@@ -364,7 +374,11 @@ impl GitHub {
                 .body(octocrab::OctoBody::from(())),
         }
         .map_err(|e| AttemptError::Transport(format!("bad request: {e}")))?;
-        let response = self.crab.execute(request).await.map_err(classify_octocrab)?;
+        let response = self
+            .crab
+            .execute(request)
+            .await
+            .map_err(classify_octocrab)?;
         let (parts, body) = response.into_parts();
         let body = body
             .collect()
@@ -518,7 +532,12 @@ fn next_link(headers: &HeaderMap) -> Option<String> {
         params
             .split(';')
             .any(|p| p.trim() == "rel=\"next\"")
-            .then(|| url.trim().trim_start_matches('<').trim_end_matches('>').to_string())
+            .then(|| {
+                url.trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_string()
+            })
     })
 }
 
@@ -589,9 +608,15 @@ mod tests {
 
     #[test]
     fn error_messages_prefer_githubs_text() {
-        assert_eq!(error_message(br#"{"message":"Not Found"}"#, 404), "Not Found");
+        assert_eq!(
+            error_message(br#"{"message":"Not Found"}"#, 404),
+            "Not Found"
+        );
         assert_eq!(error_message(b"", 502), "Bad Gateway");
-        assert_eq!(error_message(b"<html>oops</html>", 502), "<html>oops</html>");
+        assert_eq!(
+            error_message(b"<html>oops</html>", 502),
+            "<html>oops</html>"
+        );
     }
 
     #[test]

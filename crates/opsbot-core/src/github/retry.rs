@@ -72,7 +72,10 @@ impl RetryPolicy {
     /// Backoff before attempt `attempt + 1` (attempt counts from 1), with up to 25% jitter.
     pub fn backoff(&self, attempt: u32, jitter: f64) -> Duration {
         let exp = 2u32.saturating_pow(attempt.saturating_sub(1));
-        let base = self.initial_backoff.saturating_mul(exp).min(self.max_backoff);
+        let base = self
+            .initial_backoff
+            .saturating_mul(exp)
+            .min(self.max_backoff);
         base.mul_f64(1.0 + jitter.clamp(0.0, 1.0) * 0.25)
     }
 }
@@ -202,14 +205,21 @@ mod tests {
             decide(&p, &status(503), 3, Duration::ZERO, 0, 0.0),
             Decision::RetryAfter(Duration::from_secs(2))
         );
-        assert_eq!(decide(&p, &status(502), 6, Duration::ZERO, 0, 0.0), Decision::Exhausted);
+        assert_eq!(
+            decide(&p, &status(502), 6, Duration::ZERO, 0, 0.0),
+            Decision::Exhausted
+        );
     }
 
     #[test]
     fn client_errors_are_final() {
         let p = RetryPolicy::default();
         for s in [400, 401, 403, 404, 409, 422] {
-            assert_eq!(decide(&p, &status(s), 1, Duration::ZERO, 0, 0.0), Decision::GiveUp, "{s}");
+            assert_eq!(
+                decide(&p, &status(s), 1, Duration::ZERO, 0, 0.0),
+                Decision::GiveUp,
+                "{s}"
+            );
         }
     }
 

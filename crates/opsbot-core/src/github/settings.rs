@@ -164,12 +164,14 @@ impl GitHubSettings {
                 });
             }
             let installation_id = match get("GITHUB_APP_INSTALLATION_ID") {
-                Some(id) => Some(id.trim().parse::<u64>().map_err(|_| {
-                    SettingsError::Invalid {
-                        var: "GITHUB_APP_INSTALLATION_ID",
-                        message: format!("must be a number, got `{id}`"),
-                    }
-                })?),
+                Some(id) => Some(
+                    id.trim()
+                        .parse::<u64>()
+                        .map_err(|_| SettingsError::Invalid {
+                            var: "GITHUB_APP_INSTALLATION_ID",
+                            message: format!("must be a number, got `{id}`"),
+                        })?,
+                ),
                 None => None,
             };
             Credentials::App {
@@ -219,7 +221,10 @@ mod tests {
 
     #[test]
     fn repo_ref_parses_and_rejects() {
-        assert_eq!("acme/infra".parse::<RepoRef>().unwrap().to_string(), "acme/infra");
+        assert_eq!(
+            "acme/infra".parse::<RepoRef>().unwrap().to_string(),
+            "acme/infra"
+        );
         for bad in ["acme", "acme/", "/infra", "a/b/c", "acme/in fra", ""] {
             let err = bad.parse::<RepoRef>().unwrap_err();
             assert!(err.to_string().contains("owner/name"), "{bad}");
@@ -244,7 +249,8 @@ mod tests {
 
     #[test]
     fn malformed_repository_names_the_variable() {
-        let err = GitHubSettings::from_lookup(lookup(&[("GITHUB_REPOSITORY", "acme")])).unwrap_err();
+        let err =
+            GitHubSettings::from_lookup(lookup(&[("GITHUB_REPOSITORY", "acme")])).unwrap_err();
         assert_eq!(
             err.to_string(),
             "GITHUB_REPOSITORY: repository must be `owner/name`, got `acme`"
@@ -257,7 +263,10 @@ mod tests {
         assert!(err.to_string().contains("GITHUB_APP_PRIVATE_KEY"));
         let s = GitHubSettings::from_lookup(lookup(&[
             ("GITHUB_APP_ID", "12"),
-            ("GITHUB_APP_PRIVATE_KEY", "-----BEGIN RSA PRIVATE KEY-----\\nSECRETBYTES"),
+            (
+                "GITHUB_APP_PRIVATE_KEY",
+                "-----BEGIN RSA PRIVATE KEY-----\\nSECRETBYTES",
+            ),
         ]))
         .unwrap();
         let shown = format!("{:?}", s.credentials);

@@ -9,6 +9,7 @@ use clap::{Args, ValueEnum};
 use crate::{Cli, Command};
 
 pub mod app;
+pub mod config;
 pub mod health;
 pub mod hook;
 pub mod scan;
@@ -46,7 +47,10 @@ pub fn run(cli: Cli) -> ExitCode {
     };
     opsbot_core::telemetry::init(format, cli.global.verbose);
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("opsbot: cannot start the async runtime: {err}");
@@ -61,6 +65,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Health(args) => health::run(&global, args).await,
             Command::App(args) => app::run(&global, args).await,
             Command::Hook(args) => hook::run(&global, args).await,
+            Command::Config(args) => config::run(&global, args).await,
         }
     });
     match result {

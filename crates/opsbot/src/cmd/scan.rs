@@ -1,14 +1,328 @@
-//! `opsbot scan` (not built yet).
+//! `opsbot scan`: argument parsing and wiring for the secret scanner (`opsbot-scan`).
+//!
+//! Exit codes: 0 clean, 1 findings, 2 usage or I/O error.
 
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Instant;
 
-use clap::Args;
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use opsbot_scan::baseline::Baseline;
+use opsbot_scan::config::{DEFAULT_MAX_FILE_SIZE, ScanConfig, parse_size};
+use opsbot_scan::report::{self, RuleInfo};
+use opsbot_scan::source::{self, GitTarget, ScanReport, SourceOptions};
+use opsbot_scan::{RuleSet, Scanner};
 
 use super::GlobalArgs;
 
 #[derive(Debug, Args)]
-pub struct ScanArgs {}
+pub struct ScanArgs {
+    /// Files or directories to scan (default `.`). With --staged or --git: git pathspecs
+    /// that limit the scan.
+    pub paths: Vec<PathBuf>,
 
-pub async fn run(_global: &GlobalArgs, _args: ScanArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`opsbot scan` is not built yet")
+    /// Scan only the lines added in the staged changes (pre-commit hook).
+    #[arg(long, conflicts_with_all = ["git", "stdin"])]
+    pub staged: bool,
+
+    /// Scan the lines added by a commit range `BASE..HEAD` (what a push or PR introduces)
+    /// or by one commit `REV`.
+    #[arg(long, value_name = "RANGE", conflicts_with = "stdin")]
+    pub git: Option<String>,
+
+    /// Scan standard input.
+    #[arg(long)]
+    pub stdin: bool,
+
+    /// Path reported for findings in standard input.
+    #[arg(long, value_name = "NAME", default_value = "stdin")]
+    pub stdin_name: String,
+
+    /// Output format.
+    #[arg(long, short = 'f', value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+
+    /// Write the report to FILE instead of standard output.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Ignore findings recorded in this baseline file (default: `[scan] baseline`).
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+
+    /// Record every current finding in FILE (to adopt the scanner without fixing history)
+    /// and exit 0.
+    #[arg(long, value_name = "FILE")]
+    pub write_baseline: Option<PathBuf>,
+
+    /// Extra directory of rule files (`*.toml`); may be repeated.
+    #[arg(long = "rules-dir", value_name = "DIR")]
+    pub rules_dirs: Vec<PathBuf>,
+
+    /// Turn a rule off by id; may be repeated.
+    #[arg(long = "disable-rule", value_name = "ID")]
+    pub disable: Vec<String>,
+
+    /// Skip files larger than this (`10M`, `512K`, bytes; `0` = no limit). Default 10M.
+    #[arg(long, value_name = "SIZE")]
+    pub max_file_size: Option<String>,
+
+    /// Follow symbolic links while walking directories.
+    #[arg(long)]
+    pub follow_symlinks: bool,
+
+    /// Do not honour .gitignore / .opsbotignore files.
+    #[arg(long)]
+    pub no_ignore: bool,
+
+    /// Worker threads for directory scans (default: number of CPUs).
+    #[arg(long, short = 'j', value_name = "N")]
+    pub threads: Option<usize>,
+
+    /// Colour in text output.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+
+    /// List the loaded rules and exit.
+    #[arg(long)]
+    pub list_rules: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+    Sarif,
+    Github,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+pub async fn run(global: &GlobalArgs, args: ScanArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let config = global.config()?;
+    let scan_cfg: ScanConfig = config.section("scan")?;
+    let config_dir = Path::new(config.origin())
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+
+    let rules = load_rules(&args, &scan_cfg, config.origin(), &config_dir)?;
+    if args.list_rules {
+        for r in rules.rules() {
+            println!("{:<40} {:<8} {}", r.id, r.severity, r.description);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let scanner = Scanner::new(&rules);
+    let opts = source_options(&args, &scan_cfg, config.origin())?;
+
+    let mut report = if args.stdin {
+        let stdin = std::io::stdin();
+        source::scan_named_reader(&scanner, &args.stdin_name, stdin.lock())
+    } else if args.staged || args.git.is_some() {
+        let target = match &args.git {
+            Some(range) => GitTarget::Range(range.clone()),
+            None => GitTarget::Staged,
+        };
+        let pathspecs: Vec<String> = args
+            .paths
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        let cwd = std::env::current_dir().context("current directory")?;
+        source::scan_git(&scanner, &cwd, &target, &pathspecs, &opts)?
+    } else {
+        let paths = if args.paths.is_empty() {
+            vec![PathBuf::from(".")]
+        } else {
+            args.paths.clone()
+        };
+        source::scan_paths(&scanner, &paths, &opts)
+    };
+
+    for err in &report.errors {
+        eprintln!("opsbot: warning: {err}");
+    }
+    if report.skipped_large > 0 {
+        eprintln!(
+            "opsbot: skipped {} file(s) larger than the size limit (see --max-file-size)",
+            report.skipped_large
+        );
+    }
+
+    if let Some(path) = &args.write_baseline {
+        let baseline = Baseline::from_findings(&report.findings);
+        write_atomically(path, baseline.to_json().as_bytes())
+            .with_context(|| format!("cannot write baseline {}", path.display()))?;
+        eprintln!(
+            "opsbot: wrote {} finding(s) to baseline {}",
+            baseline.findings.len(),
+            path.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let baseline_path = args.baseline.clone().or_else(|| {
+        scan_cfg
+            .baseline
+            .as_ref()
+            .map(|p| relative_to(&config_dir, p))
+    });
+    let mut suppressed = 0;
+    if let Some(path) = &baseline_path {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read baseline {}", path.display()))?;
+        let baseline = Baseline::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        suppressed = baseline.filter(&mut report.findings);
+    }
+
+    let rendered = render(&args, &report, &rules);
+    match &args.output {
+        Some(path) => write_atomically(path, rendered.as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        None => {
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
+            // A closed pipe (`| head`) is not an error worth a message.
+            let _ = out.write_all(rendered.as_bytes());
+            let _ = out.flush();
+        }
+    }
+
+    if args.format == Format::Text || global.verbose > 0 {
+        summary(&report, suppressed, started);
+    }
+    Ok(if !report.findings.is_empty() {
+        ExitCode::from(1)
+    } else if !report.errors.is_empty() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn load_rules(
+    args: &ScanArgs,
+    cfg: &ScanConfig,
+    origin: &str,
+    config_dir: &Path,
+) -> anyhow::Result<RuleSet> {
+    let mut rules = RuleSet::builtin()?;
+    for dir in cfg.rules_dirs.iter().map(|d| relative_to(config_dir, d)).chain(args.rules_dirs.iter().cloned()) {
+        source::load_rules_dir(&dir, &mut rules)?;
+    }
+    cfg.apply_inline(origin, &mut rules)?;
+    let disabled: Vec<&String> = cfg.disable.iter().chain(&args.disable).collect();
+    for unknown in rules.disable(&disabled) {
+        eprintln!("opsbot: warning: cannot disable unknown rule `{unknown}`");
+    }
+    Ok(rules)
+}
+
+fn source_options(args: &ScanArgs, cfg: &ScanConfig, origin: &str) -> anyhow::Result<SourceOptions> {
+    let max_file_size = match (&args.max_file_size, &cfg.max_file_size) {
+        (Some(text), _) => parse_size(text).map_err(|e| anyhow::anyhow!("--max-file-size: {e}"))?,
+        (None, Some(v)) => v
+            .bytes()
+            .map_err(|e| anyhow::anyhow!("{origin}: scan.max_file_size: {e}"))?,
+        (None, None) => DEFAULT_MAX_FILE_SIZE,
+    };
+    let mut allow_paths = Vec::new();
+    for p in &cfg.allow_paths {
+        allow_paths.push(
+            regex::Regex::new(p)
+                .map_err(|e| anyhow::anyhow!("{origin}: scan.allow_paths `{p}`: {e}"))?,
+        );
+    }
+    if args.threads == Some(0) {
+        bail!("--threads must be at least 1");
+    }
+    Ok(SourceOptions {
+        max_file_size: (max_file_size > 0).then_some(max_file_size),
+        follow_symlinks: args.follow_symlinks,
+        threads: args.threads.unwrap_or(0),
+        no_ignore: args.no_ignore,
+        allow_paths,
+    })
+}
+
+fn render(args: &ScanArgs, report: &ScanReport, rules: &RuleSet) -> String {
+    match args.format {
+        Format::Text => {
+            let color = match args.color {
+                ColorChoice::Always => true,
+                ColorChoice::Never => false,
+                ColorChoice::Auto => {
+                    args.output.is_none()
+                        && std::io::stdout().is_terminal()
+                        && std::env::var_os("NO_COLOR").is_none()
+                }
+            };
+            report::render_text(&report.findings, color)
+        }
+        Format::Json => report::render_json(&report.findings),
+        Format::Sarif => {
+            let infos: Vec<RuleInfo> = rules.rules().map(RuleInfo::from).collect();
+            report::render_sarif(&report.findings, &infos, env!("CARGO_PKG_VERSION"))
+        }
+        Format::Github => report::render_github(&report.findings),
+    }
+}
+
+fn summary(report: &ScanReport, suppressed: usize, started: Instant) {
+    let mut files: Vec<&str> = report.findings.iter().map(|f| f.path.as_str()).collect();
+    files.sort_unstable();
+    files.dedup();
+    let mut text = if report.findings.is_empty() {
+        "opsbot: no secrets found".to_owned()
+    } else {
+        format!(
+            "opsbot: {} secret(s) found in {} file(s)",
+            report.findings.len(),
+            files.len()
+        )
+    };
+    if suppressed > 0 {
+        text.push_str(&format!(", {suppressed} in the baseline"));
+    }
+    text.push_str(&format!(
+        " ({} file(s), {:.1} MB scanned in {} ms)",
+        report.files_scanned,
+        report.bytes_scanned as f64 / 1e6,
+        started.elapsed().as_millis()
+    ));
+    eprintln!("{text}");
+}
+
+fn relative_to(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+/// Writes to a temporary file next to `path`, then renames it over `path`.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".to_owned());
+    let tmp = dir.join(format!(".{name}.opsbot-tmp-{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
 }

@@ -49,7 +49,11 @@ enum TfCommand {
 struct RegistryArgs {
     /// Terraform registry for providers and modules (host or URL; private registries
     /// take a token from TF_TOKEN_<host>).
-    #[arg(long, env = "OPSBOT_TF_REGISTRY_URL", default_value = "registry.terraform.io")]
+    #[arg(
+        long,
+        env = "OPSBOT_TF_REGISTRY_URL",
+        default_value = "registry.terraform.io"
+    )]
     registry_url: String,
 }
 
@@ -189,12 +193,21 @@ struct PrArgs {
 pub async fn run(global: &GlobalArgs, args: TfupdateArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         TfCommand::Terraform(a) => {
-            let core_repo = a.core_repo.clone().unwrap_or_else(|| default_core_repo(&a.bump.registry));
+            let core_repo = a
+                .core_repo
+                .clone()
+                .unwrap_or_else(|| default_core_repo(&a.bump.registry));
             run_bump(Target::Terraform, a.bump, a.path, core_repo).await
         }
         TfCommand::Provider(a) => {
             let spec = ProviderSpec::parse(&a.name)?;
-            run_bump(Target::Provider(spec), a.bump, a.path, TERRAFORM_REPO.to_string()).await
+            run_bump(
+                Target::Provider(spec),
+                a.bump,
+                a.path,
+                TERRAFORM_REPO.to_string(),
+            )
+            .await
         }
         TfCommand::Module(a) => {
             let target = Target::Module {
@@ -234,12 +247,17 @@ fn walk_options(recursive: bool, ignore: &[String]) -> anyhow::Result<WalkOption
     Ok(WalkOptions { recursive, ignore })
 }
 
-/// GitHub releases through the opsbot-core client when GitHub is configured.
+/// GitHub releases through the opsbot-core client (GITHUB_API_URL, GITHUB_TOKEN or App).
 fn github() -> impl GithubReleases {
-    opsbot_tfupdate::release::NoGithub
+    opsbot_tfupdate::github::CoreGithub::from_env()
 }
 
-async fn run_bump(target: Target, args: BumpArgs, path: PathBuf, core_repo: String) -> anyhow::Result<ExitCode> {
+async fn run_bump(
+    target: Target,
+    args: BumpArgs,
+    path: PathBuf,
+    core_repo: String,
+) -> anyhow::Result<ExitCode> {
     let releases = Releases {
         registry: registry_client(&args.registry)?,
         github: github(),
@@ -255,15 +273,21 @@ async fn run_bump(target: Target, args: BumpArgs, path: PathBuf, core_repo: Stri
     let result = bump(&releases, &target, &opts)
         .await
         .with_context(|| format!("tfupdate {}", target.describe()))?;
-    print_update(&result.update, &result.release.version.to_string(), args.dry_run);
+    print_update(
+        &result.update,
+        &result.release.version.to_string(),
+        args.dry_run,
+    );
     Ok(exit_for(&result.update.errors))
 }
 
 fn print_update(update: &TreeUpdate, version: &str, dry_run: bool) {
     for r in &update.rewrites {
         let style = match r.style {
-            opsbot_tfupdate::Style::Replaced => " (replaced: the constraint did not admit it)",
-            _ => "",
+            opsbot_tfupdate::Style::Replaced => {
+                format!(" (replaced: `{}` did not admit {version})", r.from)
+            }
+            _ => String::new(),
         };
         println!(
             "{}:{}: {}: \"{}\" -> \"{}\"{style}",
@@ -282,13 +306,16 @@ fn print_update(update: &TreeUpdate, version: &str, dry_run: bool) {
     }
     let verb = if dry_run { "would update" } else { "updated" };
     let mut summary = format!(
-        "{verb} {} of {} files ({} pins) to {version}",
+        "{verb} {} of {} file(s) ({} pin(s)) to {version}",
         update.changed_files.len(),
         update.files_scanned,
         update.rewrites.len()
     );
     if !update.errors.is_empty() {
-        summary.push_str(&format!("; {} files left untouched because of errors", update.errors.len()));
+        summary.push_str(&format!(
+            "; {} file(s) left untouched because of errors",
+            update.errors.len()
+        ));
     }
     println!("{summary}");
 }
@@ -307,13 +334,25 @@ async fn run_lock(args: LockArgs) -> anyhow::Result<ExitCode> {
     } else {
         args.platform
             .iter()
-            .map(|p| Platform::parse(p).with_context(|| format!("--platform `{p}`: expected OS_ARCH, e.g. linux_amd64")))
+            .map(|p| {
+                Platform::parse(p).with_context(|| {
+                    format!("--platform `{p}`: expected OS_ARCH, e.g. linux_amd64")
+                })
+            })
             .collect::<anyhow::Result<Vec<_>>>()?
     };
     let registry = registry_client(&args.registry)?;
     let walk = walk_options(args.recursive, &args.ignore_path)?;
     let cache_dir = args.cache_dir.or_else(default_cache_dir);
-    let report = update_locks(&args.path, &walk, registry, platforms, cache_dir, args.dry_run).await?;
+    let report = update_locks(
+        &args.path,
+        &walk,
+        registry,
+        platforms,
+        cache_dir,
+        args.dry_run,
+    )
+    .await?;
     for (file, address, from, to) in &report.versions {
         println!(
             "{}: {address}: {} -> {to}",
@@ -324,7 +363,11 @@ async fn run_lock(args: LockArgs) -> anyhow::Result<ExitCode> {
     for e in &report.errors {
         eprintln!("error: {}", e.message);
     }
-    let verb = if args.dry_run { "would update" } else { "updated" };
+    let verb = if args.dry_run {
+        "would update"
+    } else {
+        "updated"
+    };
     println!(
         "{verb} {} of {} lock files",
         report.changed.len(),

@@ -1,0 +1,446 @@
+//! Runs one [`ScanJob`]: acting as the App's installation, it opens the check run, reads
+//! the changed files' patches from the API (compare, pull request files, or one commit; no
+//! clone), scans the added lines and publishes the [`CheckReport`] in batches.
+//!
+//! The repository's own `opsbot.toml` (`[scan]`: disabled rules, allowlists, allowed
+//! paths, inline rules, baseline) is read at the head commit, so the App and `opsbot scan`
+//! agree on what counts as a finding.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::Method;
+use opsbot_core::github::models::{ChangedFile, Comparison, NewCheckRun};
+use opsbot_core::github::{GitHub, GitHubError, RepoRef};
+use opsbot_scan::baseline::Baseline;
+use opsbot_scan::config::ScanConfig;
+use opsbot_scan::{Finding, RuleSet, Scanner, added_lines_from_patch};
+use regex::Regex;
+use serde::Deserialize;
+use tracing::{info, warn};
+
+use crate::report::{CHECK_NAME, CheckReport, ScanOutcome, scan_error_patch};
+use crate::webhook::{ScanJob, ScanTarget};
+
+/// GitHub's compare API lists at most this many files; a longer list is truncated.
+pub const COMPARE_FILE_LIMIT: usize = 300;
+/// Files without a patch (too large a diff) whose content is fetched and scanned whole.
+const MAX_CONTENT_FETCHES: usize = 50;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    GitHub(#[from] GitHubError),
+    #[error("scanning {repo}@{sha}: {message}")]
+    Scan {
+        repo: String,
+        sha: String,
+        message: String,
+    },
+}
+
+/// What a finished job reported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobReport {
+    pub check_run_id: u64,
+    pub conclusion: &'static str,
+    pub findings: usize,
+    pub files_scanned: usize,
+    pub lines_scanned: usize,
+    pub annotation_batches: Vec<usize>,
+}
+
+/// Shared by all jobs: the App-level client and the built-in scanner.
+#[derive(Debug, Clone)]
+pub struct Worker {
+    app: GitHub,
+    scanner: Arc<Scanner>,
+}
+
+/// One changed file: either its patch, or (no patch) its whole content at the head.
+enum Change {
+    Patch { path: String, patch: String },
+    Content { path: String, bytes: Vec<u8> },
+}
+
+/// The repository's `[scan]` settings, applied on top of the built-in rules.
+struct RepoScanPolicy {
+    scanner: Arc<Scanner>,
+    allow_paths: Vec<Regex>,
+    baseline: Option<Baseline>,
+}
+
+impl Worker {
+    /// `app` must be the App-level client ([`GitHub::app_client`]).
+    pub fn new(app: GitHub, scanner: Arc<Scanner>) -> Self {
+        Worker { app, scanner }
+    }
+
+    /// Runs `job` to a completed check run. On a failure after the check run was created,
+    /// the run is completed as `failure` with the error, so it never stays "in progress".
+    pub async fn run(&self, job: &ScanJob) -> Result<JobReport, WorkerError> {
+        let started = Instant::now();
+        let gh = self.app.for_installation(job.installation_id)?;
+        let run = gh
+            .create_check_run(
+                &job.repo,
+                &NewCheckRun {
+                    name: CHECK_NAME.to_owned(),
+                    head_sha: job.head_sha.clone(),
+                    status: "in_progress".to_owned(),
+                    conclusion: None,
+                    external_id: Some(job.delivery.clone()),
+                    output: None,
+                },
+            )
+            .await?;
+        match self.scan_and_report(&gh, job, run.id).await {
+            Ok(report) => {
+                info!(
+                    delivery = %job.delivery,
+                    repo = %job.repo,
+                    sha = %job.head_sha,
+                    check_run = run.id,
+                    conclusion = report.conclusion,
+                    findings = report.findings,
+                    files = report.files_scanned,
+                    lines = report.lines_scanned,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "scan reported"
+                );
+                Ok(report)
+            }
+            Err(err) => {
+                warn!(delivery = %job.delivery, repo = %job.repo, error = %err, "scan failed");
+                let patch = scan_error_patch(&job.trigger, &err.to_string());
+                if let Err(e) = gh.update_check_run(&job.repo, run.id, &patch).await {
+                    warn!(delivery = %job.delivery, error = %e, "could not mark the check run failed");
+                }
+                Err(err)
+            }
+        }
+    }
+
+    async fn scan_and_report(
+        &self,
+        gh: &GitHub,
+        job: &ScanJob,
+        check_run_id: u64,
+    ) -> Result<JobReport, WorkerError> {
+        let mut notes = Vec::new();
+        let policy = self.repo_policy(gh, job, &mut notes).await;
+        let files = changed_files(gh, job, &mut notes).await?;
+        let changes = self.collect_changes(gh, job, files, &mut notes).await;
+
+        let trigger = job.trigger.clone();
+        let repo = job.repo.to_string();
+        let sha = job.head_sha.clone();
+        let outcome = tokio::task::spawn_blocking(move || {
+            let mut outcome = scan_changes(&policy, &changes);
+            outcome.trigger = trigger;
+            outcome.notes.extend(notes);
+            outcome
+        })
+        .await
+        .map_err(|e| WorkerError::Scan {
+            repo,
+            sha,
+            message: e.to_string(),
+        })?;
+
+        let report = CheckReport::from_outcome(&outcome);
+        for patch in report.patches() {
+            gh.update_check_run(&job.repo, check_run_id, &patch).await?;
+        }
+        Ok(JobReport {
+            check_run_id,
+            conclusion: report.conclusion,
+            findings: outcome.findings.len(),
+            files_scanned: outcome.files_scanned,
+            lines_scanned: outcome.lines_scanned,
+            annotation_batches: report.batches.iter().map(Vec::len).collect(),
+        })
+    }
+
+    /// Reads `opsbot.toml` at the head commit. A broken file is noted and the built-in rules
+    /// are used (never fewer rules than the default).
+    async fn repo_policy(&self, gh: &GitHub, job: &ScanJob, notes: &mut Vec<String>) -> RepoScanPolicy {
+        let default = RepoScanPolicy {
+            scanner: self.scanner.clone(),
+            allow_paths: Vec::new(),
+            baseline: None,
+        };
+        let text = match gh.file(&job.repo, "opsbot.toml", &job.head_sha).await {
+            Ok(Some(file)) => String::from_utf8_lossy(&file.bytes).into_owned(),
+            Ok(None) => return default,
+            Err(e) => {
+                notes.push(format!("opsbot.toml could not be read ({e}); built-in rules used"));
+                return default;
+            }
+        };
+        match policy_from_config(&text) {
+            Ok((scanner, allow_paths, baseline_path)) => {
+                let baseline = match baseline_path {
+                    Some(path) => match gh.file(&job.repo, &path, &job.head_sha).await {
+                        Ok(Some(f)) => match Baseline::parse(&String::from_utf8_lossy(&f.bytes)) {
+                            Ok(b) => Some(b),
+                            Err(e) => {
+                                notes.push(format!("baseline {path}: {e} (not applied)"));
+                                None
+                            }
+                        },
+                        Ok(None) => {
+                            notes.push(format!("baseline {path} does not exist (not applied)"));
+                            None
+                        }
+                        Err(e) => {
+                            notes.push(format!("baseline {path} could not be read: {e}"));
+                            None
+                        }
+                    },
+                    None => None,
+                };
+                RepoScanPolicy {
+                    scanner: scanner.map_or_else(|| self.scanner.clone(), Arc::new),
+                    allow_paths,
+                    baseline,
+                }
+            }
+            Err(e) => {
+                notes.push(format!("opsbot.toml: {e}; built-in rules used"));
+                default
+            }
+        }
+    }
+
+    /// Turns changed files into patches to scan, fetching whole files whose diff GitHub
+    /// left out (too large); binary files and deletions are skipped.
+    async fn collect_changes(
+        &self,
+        gh: &GitHub,
+        job: &ScanJob,
+        files: Vec<ChangedFile>,
+        notes: &mut Vec<String>,
+    ) -> Vec<Change> {
+        let mut changes = Vec::with_capacity(files.len());
+        let mut fetched = 0usize;
+        for file in files {
+            if file.status == "removed" {
+                continue;
+            }
+            match file.patch {
+                Some(patch) => changes.push(Change::Patch {
+                    path: file.filename,
+                    patch,
+                }),
+                None if file.additions == 0 => {} // binary, or a pure rename/mode change
+                None if fetched >= MAX_CONTENT_FETCHES => notes.push(format!(
+                    "`{}`: GitHub sent no diff and the limit of {MAX_CONTENT_FETCHES} whole-file fetches was reached",
+                    file.filename
+                )),
+                None => {
+                    fetched += 1;
+                    match gh.file(&job.repo, &file.filename, &job.head_sha).await {
+                        Ok(Some(content)) => changes.push(Change::Content {
+                            path: file.filename,
+                            bytes: content.bytes,
+                        }),
+                        Ok(None) => notes.push(format!("`{}`: not found at the head commit", file.filename)),
+                        Err(e) => notes.push(format!("`{}`: no diff from GitHub and the file could not be read: {e}", file.filename)),
+                    }
+                }
+            }
+        }
+        changes
+    }
+}
+
+/// Builds the scanner for a repository's opsbot.toml: `(scanner if the rules differ from the
+/// built-in ones, allowed paths, baseline path)`.
+#[allow(clippy::type_complexity)]
+fn policy_from_config(text: &str) -> Result<(Option<Scanner>, Vec<Regex>, Option<String>), String> {
+    let cfg = ScanConfig::from_opsbot_toml(text)?;
+    let allow_paths = cfg
+        .allow_paths
+        .iter()
+        .map(|p| Regex::new(p).map_err(|e| format!("[scan] allow_paths `{p}`: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let scanner = if cfg.rules.is_empty() && cfg.allowlist.is_empty() && cfg.disable.is_empty() {
+        None
+    } else {
+        let mut set = RuleSet::builtin().map_err(|e| e.to_string())?;
+        cfg.apply_inline("opsbot.toml", &mut set)
+            .map_err(|e| e.to_string())?;
+        set.disable(&cfg.disable);
+        Some(Scanner::new(&set))
+    };
+    let baseline = cfg
+        .baseline
+        .as_ref()
+        .map(|p| p.to_string_lossy().trim_start_matches("./").to_owned());
+    Ok((scanner, allow_paths, baseline))
+}
+
+/// Scans every change (CPU only; run on a blocking thread).
+fn scan_changes(policy: &RepoScanPolicy, changes: &[Change]) -> ScanOutcome {
+    let mut outcome = ScanOutcome::default();
+    let mut findings: Vec<Finding> = Vec::new();
+    for change in changes {
+        let path = match change {
+            Change::Patch { path, .. } | Change::Content { path, .. } => path,
+        };
+        if policy.allow_paths.iter().any(|r| r.is_match(path)) {
+            continue;
+        }
+        outcome.files_scanned += 1;
+        match change {
+            Change::Patch { path, patch } => {
+                let lines = added_lines_from_patch(patch);
+                outcome.lines_scanned += lines.len();
+                findings.extend(policy.scanner.scan_added_lines(
+                    path,
+                    None,
+                    lines.iter().map(|(n, text)| (*n, text.as_bytes())),
+                ));
+            }
+            Change::Content { path, bytes } => {
+                outcome.lines_scanned += bytes.split(|&b| b == b'\n').count();
+                findings.extend(policy.scanner.scan_bytes(path, bytes));
+            }
+        }
+    }
+    if let Some(baseline) = &policy.baseline {
+        baseline.filter(&mut findings);
+    }
+    outcome.findings = findings;
+    outcome
+}
+
+/// The files the job's target changes, with patches.
+async fn changed_files(
+    gh: &GitHub,
+    job: &ScanJob,
+    notes: &mut Vec<String>,
+) -> Result<Vec<ChangedFile>, GitHubError> {
+    match &job.target {
+        ScanTarget::PullRequest { number } => gh.pull_files(&job.repo, *number).await,
+        ScanTarget::Commit { sha } => commit_files(gh, &job.repo, sha).await,
+        ScanTarget::Compare { base, head } => {
+            let cmp: Comparison = gh.compare(&job.repo, base, head).await?;
+            if cmp.files.len() < COMPARE_FILE_LIMIT {
+                return Ok(cmp.files);
+            }
+            // The compare list is truncated at 300 files: read the push commit by commit
+            // (each commit lists up to 3,000 files).
+            notes.push(format!(
+                "the compare of {} commits lists {}+ files (GitHub's limit), so each commit was read on its own",
+                cmp.total_commits,
+                cmp.files.len()
+            ));
+            if (cmp.commits.len() as u64) < cmp.total_commits {
+                notes.push(format!(
+                    "only {} of {} commits are listed by GitHub; older ones were not scanned",
+                    cmp.commits.len(),
+                    cmp.total_commits
+                ));
+            }
+            let mut files = Vec::new();
+            for commit in &cmp.commits {
+                files.extend(commit_files(gh, &job.repo, &commit.sha).await?);
+            }
+            Ok(files)
+        }
+    }
+}
+
+/// The files one commit changes against its first parent.
+async fn commit_files(gh: &GitHub, repo: &RepoRef, sha: &str) -> Result<Vec<ChangedFile>, GitHubError> {
+    #[derive(Deserialize)]
+    struct CommitWithFiles {
+        #[serde(default)]
+        files: Vec<ChangedFile>,
+    }
+    let commit: CommitWithFiles = gh
+        .call::<_, ()>(
+            &format!("get commit {sha} in {repo}"),
+            Method::GET,
+            &format!(
+                "/repos/{}/{}/commits/{}",
+                repo.owner,
+                repo.name,
+                opsbot_core::github::encode_segment(sha)
+            ),
+            None,
+        )
+        .await?;
+    Ok(commit.files)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn builtin() -> Arc<Scanner> {
+        Arc::new(Scanner::new(&RuleSet::builtin().unwrap()))
+    }
+
+    fn key(seed: char) -> String {
+        // A syntactically valid AWS access key id with enough entropy, built at run time.
+        let body: String = "Z3MHQ5WXK2PLV7R".chars().chain(std::iter::once(seed)).collect();
+        format!("AKIA{body}")
+    }
+
+    #[test]
+    fn scans_only_added_lines_and_honours_allow_paths() {
+        let policy = RepoScanPolicy {
+            scanner: builtin(),
+            allow_paths: vec![Regex::new("^fixtures/").unwrap()],
+            baseline: None,
+        };
+        let patch = format!(
+            "@@ -1,2 +1,3 @@\n context\n-old = {}\n+new = {}\n+fine\n",
+            key('A'),
+            key('B')
+        );
+        let changes = vec![
+            Change::Patch {
+                path: "app/config.py".into(),
+                patch: patch.clone(),
+            },
+            Change::Patch {
+                path: "fixtures/keys.py".into(),
+                patch,
+            },
+            Change::Content {
+                path: "big.txt".into(),
+                bytes: format!("x\nk = {}\n", key('C')).into_bytes(),
+            },
+        ];
+        let outcome = scan_changes(&policy, &changes);
+        assert_eq!(outcome.files_scanned, 2);
+        let found: Vec<(&str, u32)> = outcome
+            .findings
+            .iter()
+            .map(|f| (f.path.as_str(), f.line))
+            .collect();
+        assert_eq!(found, vec![("app/config.py", 2), ("big.txt", 2)]);
+        assert!(outcome.findings.iter().all(|f| f.secret == "AKIA…"));
+    }
+
+    #[test]
+    fn repo_config_disables_rules_and_reports_errors() {
+        let (scanner, allow, baseline) = policy_from_config(
+            "[scan]\ndisable = [\"aws-access-key-id\"]\nallow_paths = [\"^docs/\"]\nbaseline = \"./.opsbot-baseline.json\"\n",
+        )
+        .unwrap();
+        let scanner = scanner.unwrap();
+        assert!(scanner.scan_bytes("a", format!("k = {}", key('D')).as_bytes()).is_empty());
+        assert_eq!(allow.len(), 1);
+        assert_eq!(baseline.as_deref(), Some(".opsbot-baseline.json"));
+        let err = policy_from_config("[scan]\nallow_paths = [\"(\"]\n").err().unwrap();
+        assert!(err.contains("allow_paths"), "{err}");
+        assert!(policy_from_config("[scan]\nbogus = 1\n").is_err());
+        assert!(policy_from_config("[health]\nx = 1\n").unwrap().0.is_none());
+    }
+}

@@ -1,0 +1,509 @@
+//! End to end: the real `opsbot-health-lambda` binary, driven through a local Lambda Runtime
+//! API (`/2018-06-01/runtime/invocation/next`, `/response`, `/error`, `/init/error`), filing
+//! issues in the fake GitHub and alerting through the fake SNS, all on 127.0.0.1.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use opsbot_tests::fake_github::{FailureRule, FakeGitHub, FakeIssue, TEST_TOKEN};
+use opsbot_tests::fake_sns::FakeSns;
+use opsbot_tests::lambda_runtime::RuntimeApi;
+use serde_json::{Value, json};
+use tokio::io::AsyncReadExt;
+use tokio::process::{Child, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_opsbot-health-lambda");
+const REPO: &str = "acme/ops";
+const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:opsbot-health-alerts";
+
+fn fixture(name: &str) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/health")
+        .join(format!("{name}.json"));
+    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+}
+
+/// A running bootstrap process with its stderr collected.
+struct Bootstrap {
+    child: Child,
+    logs: Arc<Mutex<String>>,
+}
+
+impl Bootstrap {
+    fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Peak resident memory (VmHWM) in KiB, from /proc.
+    fn peak_rss_kib(&self) -> Option<u64> {
+        let pid = self.child.id()?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse().ok())
+    }
+}
+
+struct Env {
+    github: FakeGitHub,
+    sns: FakeSns,
+    api: RuntimeApi,
+}
+
+impl Env {
+    async fn start() -> Env {
+        let github = FakeGitHub::start().await;
+        github.create_repo(REPO);
+        let sns = FakeSns::start(&[TOPIC]).await;
+        let api = RuntimeApi::start().await;
+        Env { github, sns, api }
+    }
+
+    fn command(&self, extra: &[(&str, &str)]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.env_clear()
+            .envs(self.api.lambda_env())
+            .env("GITHUB_API_URL", self.github.url())
+            .env("GITHUB_REPOSITORY", REPO)
+            .env("GITHUB_TOKEN", TEST_TOKEN)
+            .env("OPSBOT_GITHUB_MAX_ATTEMPTS", "3")
+            .env("OPSBOT_GITHUB_BACKOFF_MS", "10")
+            .env("OPSBOT_GITHUB_RETRY_BUDGET_SECS", "5")
+            .env("OPSBOT_SNS_TOPIC_ARN", TOPIC)
+            .env("AWS_ENDPOINT_URL", self.sns.url())
+            .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+            .env("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
+            .env("AWS_CONFIG_FILE", "/nonexistent/config")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("RUST_LOG", "info")
+            .current_dir(std::env::temp_dir())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    fn spawn(&self, extra: &[(&str, &str)]) -> Bootstrap {
+        let mut child = self.command(extra).spawn().expect("spawn the bootstrap");
+        let logs = Arc::new(Mutex::new(String::new()));
+        let mut stderr = child.stderr.take().unwrap();
+        let sink = Arc::clone(&logs);
+        tokio::spawn(async move {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Bootstrap { child, logs }
+    }
+
+    fn issues(&self) -> Vec<FakeIssue> {
+        self.github.issues(REPO)
+    }
+
+    fn github_requests(&self) -> usize {
+        self.github.requests().len()
+    }
+}
+
+fn outcome(response: &Value, i: usize) -> &str {
+    response["events"][i]["outcome"].as_str().unwrap_or("?")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_redelivery_update_close_reopen() {
+    let env = Env::start().await;
+    let boot = env.spawn(&[]);
+
+    // New event: list by label, create, list again (converge) = 3 requests.
+    let before = env.github_requests();
+    let res = env
+        .api
+        .invoke(fixture("ec2_instance_retirement"))
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", boot.logs()));
+    assert_eq!(outcome(&res, 0), "created", "{res}");
+    let new_requests = env.github_requests() - before;
+    let issues = env.issues();
+    assert_eq!(issues.len(), 1);
+    let issue = &issues[0];
+    assert_eq!(
+        issue.title,
+        "AWS Health: EC2 persistent instance retirement scheduled in eu-west-1"
+    );
+    assert!(issue.body.starts_with("<!-- opsbot:health {"));
+    assert!(issue.body.contains("`i-0a1b2c3d4e5f60718`"));
+    assert!(issue.body.contains("| Account | 123456789012 |"));
+    assert!(issue.labels.contains(&"aws-health".to_string()));
+    assert!(issue.labels.iter().any(|l| l.starts_with("health:")));
+    assert_eq!(issue.state, "open");
+
+    // Redelivery of the same version: one list, nothing else.
+    let before = env.github_requests();
+    let mut redelivered = fixture("ec2_instance_retirement");
+    redelivered["id"] = json!("another-delivery-id");
+    let res = env.api.invoke(redelivered).await.unwrap();
+    assert_eq!(outcome(&res, 0), "unchanged");
+    let redelivery_requests = env.github_requests() - before;
+    assert_eq!(env.issues()[0].comments.len(), 0);
+
+    // Later version: one comment naming the changes, body rewritten.
+    let before = env.github_requests();
+    let res = env
+        .api
+        .invoke(fixture("ec2_instance_retirement_update"))
+        .await
+        .unwrap();
+    assert_eq!(outcome(&res, 0), "updated");
+    let update_requests = env.github_requests() - before;
+    let issue = env.issues().remove(0);
+    assert_eq!(issue.comments.len(), 1);
+    assert!(issue.comments[0].contains("- Status: `upcoming` → `open`"));
+    assert!(
+        issue.comments[0]
+            .contains("- No longer listed as affected (1): `i-0f9e8d7c6b5a49382`")
+    );
+    assert!(issue.body.contains("`i-07c6b5a4938271605`"));
+    assert!(!issue.body.contains("`i-0f9e8d7c6b5a49382`"));
+
+    // Redelivering the older version now is a no-op (out-of-order delivery).
+    let res = env
+        .api
+        .invoke(fixture("ec2_instance_retirement"))
+        .await
+        .unwrap();
+    assert_eq!(outcome(&res, 0), "unchanged");
+
+    // statusCode closed: comment + close.
+    let res = env
+        .api
+        .invoke(fixture("ec2_instance_retirement_closed"))
+        .await
+        .unwrap();
+    assert_eq!(outcome(&res, 0), "closed");
+    let issue = env.issues().remove(0);
+    assert_eq!(issue.state, "closed");
+    assert_eq!(issue.state_reason.as_deref(), Some("completed"));
+    assert_eq!(issue.comments.len(), 2);
+    assert!(issue.comments[1].contains("closed this event"));
+
+    // Reopened event: reopen.
+    let res = env
+        .api
+        .invoke(fixture("ec2_instance_retirement_reopened"))
+        .await
+        .unwrap();
+    assert_eq!(outcome(&res, 0), "reopened");
+    let issues = env.issues();
+    assert_eq!(issues.len(), 1, "still exactly one issue");
+    assert_eq!(issues[0].state, "open");
+    assert_eq!(issues[0].comments.len(), 3);
+
+    eprintln!(
+        "github requests: new={new_requests} redelivery={redelivery_requests} update={update_requests}; peak RSS {:?} KiB",
+        boot.peak_rss_kib()
+    );
+    assert!(new_requests <= 3, "new event took {new_requests} requests");
+    assert!(redelivery_requests <= 2, "redelivery took {redelivery_requests}");
+    assert!(env.sns.published().is_empty(), "no alert when all went well");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kind_of_event_in_one_batch_files_one_issue_each() {
+    let env = Env::start().await;
+    let boot = env.spawn(&[]);
+    let batch = json!([
+        fixture("rds_maintenance"),
+        fixture("ec2_operational_issue"),
+        fixture("lambda_runtime_deprecation"),
+        fixture("abuse_dos_report"),
+        fixture("org_instance_stop"),
+    ]);
+    let res = env
+        .api
+        .invoke(batch.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", boot.logs()));
+    for i in 0..5 {
+        assert_eq!(outcome(&res, i), "created", "{res}");
+    }
+    let mut titles: Vec<String> = env.issues().into_iter().map(|i| i.title).collect();
+    titles.sort();
+    assert_eq!(
+        titles,
+        [
+            "AWS Health abuse report: ABUSE dos report in global",
+            "AWS Health: EC2 instance stop scheduled in us-west-2 (account 210987654321)",
+            "AWS Health: EC2 operational issue in us-east-1",
+            "AWS Health: LAMBDA runtime deprecation scheduled in eu-central-1",
+            "AWS Health: RDS maintenance scheduled in us-east-1",
+        ]
+    );
+    // The whole batch again: nothing new.
+    let res = env.api.invoke(batch).await.unwrap();
+    for i in 0..5 {
+        assert_eq!(outcome(&res, i), "unchanged");
+    }
+    assert_eq!(env.issues().len(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sns_wrapped_input_is_unwrapped() {
+    let env = Env::start().await;
+    let boot = env.spawn(&[]);
+    let res = env
+        .api
+        .invoke(fixture("sns_wrapped_rds_maintenance"))
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", boot.logs()));
+    assert_eq!(outcome(&res, 0), "created");
+    // The same event delivered directly afterwards is the same issue.
+    let res = env.api.invoke(fixture("rds_maintenance")).await.unwrap();
+    assert_eq!(outcome(&res, 0), "unchanged");
+    let issues = env.issues();
+    assert_eq!(issues.len(), 1);
+    assert!(issues[0].body.contains("`orders-prod-replica-1`"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_input_fails_the_invocation_and_says_why() {
+    let env = Env::start().await;
+    let boot = env.spawn(&[]);
+    let err = env
+        .api
+        .invoke(fixture("malformed_missing_arn"))
+        .await
+        .expect_err("a malformed event must fail the invocation");
+    assert_eq!(err.error_type, "OpsbotHealth.InvocationFailed");
+    assert!(
+        err.error_message
+            .contains("$.detail: missing field `eventArn`"),
+        "{err:?}"
+    );
+    let err = env
+        .api
+        .invoke(json!({"source": "aws.ec2", "detail-type": "EC2 Instance State-change Notification", "detail": {}}))
+        .await
+        .unwrap_err();
+    assert!(err.error_message.contains("$.source: expected `aws.health`"), "{err:?}");
+    let err = env.api.invoke(json!("hello")).await.unwrap_err();
+    assert!(err.error_message.contains("expected a JSON object or array"), "{err:?}");
+
+    // A batch with one good and one bad event: the good one is filed, the invocation fails.
+    let err = env
+        .api
+        .invoke(json!([fixture("rds_maintenance"), {"Records": [{"Sns": {"Message": "{oops"}}]}]))
+        .await
+        .unwrap_err();
+    assert!(err.error_message.contains("$[1].Records[0].Sns.Message: not valid JSON"), "{err:?}");
+    assert_eq!(env.issues().len(), 1);
+
+    // The process survived all of it (no panic) and still works.
+    let res = env.api.invoke(fixture("ec2_operational_issue")).await.unwrap();
+    assert_eq!(outcome(&res, 0), "created");
+    let logs = boot.logs();
+    assert!(logs.contains("unusable input"), "{logs}");
+    assert!(!logs.contains("panicked"), "{logs}");
+    // Unusable input is alerted on SNS too.
+    assert!(
+        env.sns
+            .published()
+            .iter()
+            .any(|p| p.subject.as_deref() == Some("opsbot: unusable AWS Health input"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_gateway_storm_fails_the_invocation_alerts_and_the_retry_succeeds() {
+    let env = Env::start().await;
+    let boot = env.spawn(&[]);
+    // Every attempt of the first call (3 attempts) gets a 502.
+    env.github.fail_next(FailureRule::bad_gateway("/issues", 3));
+    let event = fixture("lambda_runtime_deprecation");
+    let err = env
+        .api
+        .invoke(event.clone())
+        .await
+        .expect_err("GitHub down: the invocation must fail so AWS retries it");
+    assert_eq!(err.error_type, "OpsbotHealth.InvocationFailed");
+    assert!(err.error_message.contains("502"), "{err:?}");
+    assert!(env.issues().is_empty());
+    let alerts = env.sns.published();
+    assert_eq!(alerts.len(), 1, "{alerts:?}\n{}", boot.logs());
+    assert_eq!(alerts[0].topic_arn, TOPIC);
+    assert!(
+        alerts[0]
+            .message
+            .contains("AWS_LAMBDA_RUNTIME_DEPRECATION_SCHEDULED_3c9a7e21"),
+        "{}",
+        alerts[0].message
+    );
+    assert!(alerts[0].message.contains("502"));
+
+    // AWS retries the same event: GitHub is back, the issue is filed once.
+    let res = env.api.invoke(event.clone()).await.unwrap();
+    assert_eq!(outcome(&res, 0), "created");
+    let res = env.api.invoke(event).await.unwrap();
+    assert_eq!(outcome(&res, 0), "unchanged");
+    assert_eq!(env.issues().len(), 1);
+    assert_eq!(env.sns.published().len(), 1, "no alert for the success");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_concurrent_copies_end_with_one_open_issue() {
+    let env = Env::start().await;
+    let a = env.spawn(&[]);
+    let b = env.spawn(&[]);
+    assert!(
+        env.api.wait_for_pollers(2, Duration::from_secs(20)).await,
+        "both bootstraps should be polling\n{}\n{}",
+        a.logs(),
+        b.logs()
+    );
+    let names = [
+        "rds_maintenance",
+        "ec2_operational_issue",
+        "lambda_runtime_deprecation",
+        "org_instance_stop",
+    ];
+    let mut raced = 0;
+    for name in names {
+        assert!(env.api.wait_for_pollers(2, Duration::from_secs(20)).await);
+        // The same event, delivered twice at once (EventBridge's at-least-once delivery
+        // running two copies concurrently).
+        let (_, first) = env.api.enqueue(fixture(name));
+        let (_, second) = env.api.enqueue(fixture(name));
+        let (x, y) = tokio::join!(first, second);
+        for outcome in [x.unwrap(), y.unwrap()] {
+            assert!(
+                matches!(outcome, opsbot_tests::lambda_runtime::Outcome::Response(_)),
+                "{outcome:?}"
+            );
+        }
+        let created = env
+            .issues()
+            .into_iter()
+            .filter(|i| i.body.contains(fixture(name)["detail"]["eventArn"].as_str().unwrap()))
+            .collect::<Vec<_>>();
+        let open: Vec<_> = created.iter().filter(|i| i.state == "open").collect();
+        assert_eq!(open.len(), 1, "{name}: {created:#?}");
+        if created.len() > 1 {
+            raced += 1;
+            // The survivor is the lowest-numbered one; the other is closed as a duplicate.
+            let lowest = created.iter().map(|i| i.number).min().unwrap();
+            assert_eq!(open[0].number, lowest);
+            let dup = created.iter().find(|i| i.number != lowest).unwrap();
+            assert_eq!(dup.state_reason.as_deref(), Some("not_planned"));
+            assert!(dup.comments.iter().any(|c| c.contains(&format!("Duplicate of #{lowest}"))));
+        }
+    }
+    eprintln!("concurrent copies: {raced} of {} rounds created a duplicate that was converged", names.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_error_is_reported_to_the_runtime_api() {
+    let env = Env::start().await;
+    let dir = std::env::temp_dir().join(format!("opsbot-health-init-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("opsbot.toml");
+    std::fs::write(&config, "[health]\nrepo = \"not a repo\"\n").unwrap();
+    let mut boot = env.spawn(&[("OPSBOT_CONFIG", config.to_str().unwrap())]);
+    let err = env
+        .api
+        .wait_init_error(Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|| panic!("no init error\n{}", boot.logs()));
+    assert_eq!(err.error_type, "OpsbotHealth.InitError");
+    assert!(
+        err.error_message.contains("health.repo: `not a repo` is not a repository"),
+        "{err:?}"
+    );
+    let status = tokio::time::timeout(Duration::from_secs(10), boot.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!status.success());
+    assert_eq!(env.api.next_calls(), 0, "never asked for an event");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_from_opsbot_toml() {
+    let env = Env::start().await;
+    env.github.create_repo("acme/databases");
+    let dir = std::env::temp_dir().join(format!("opsbot-health-route-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("opsbot.toml");
+    std::fs::write(
+        &config,
+        r#"
+[health]
+notify_new_issues = true
+
+[[health.ignore]]
+categories = ["issue"]
+services = ["EC2"]
+
+[[health.routes]]
+services = ["RDS"]
+repo = "acme/databases"
+labels = ["team:db"]
+assignees = ["dba-oncall"]
+"#,
+    )
+    .unwrap();
+    let boot = env.spawn(&[("OPSBOT_CONFIG", config.to_str().unwrap())]);
+    let res = env
+        .api
+        .invoke(json!([fixture("rds_maintenance"), fixture("ec2_operational_issue")]))
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", boot.logs()));
+    assert_eq!(res["events"][0]["repo"], "acme/databases");
+    assert_eq!(res["events"][1]["result"], "ignored");
+    let db = env.github.issues("acme/databases");
+    assert_eq!(db.len(), 1);
+    assert!(db[0].labels.contains(&"team:db".to_string()));
+    assert_eq!(db[0].assignees, ["dba-oncall"]);
+    assert!(env.issues().is_empty(), "nothing in the default repo");
+    let notices = env.sns.published();
+    assert_eq!(notices.len(), 1);
+    assert!(notices[0].message.contains("acme/databases#1"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Cold start: time from spawning the bootstrap to its first `invocation/next` call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cold_start_is_fast() {
+    let env = Env::start().await;
+    let mut samples = Vec::new();
+    for _ in 0..5 {
+        let since = Instant::now();
+        let boot = env.spawn(&[]);
+        let took = env
+            .api
+            .first_next_after(since, Duration::from_secs(20))
+            .await
+            .unwrap_or_else(|| panic!("no /next call\n{}", boot.logs()));
+        samples.push(took);
+        drop(boot);
+    }
+    samples.sort();
+    let median = samples[samples.len() / 2];
+    eprintln!("cold start (spawn → first /next), 5 runs: median {median:?}, all {samples:?}");
+    assert!(median < Duration::from_secs(2), "{samples:?}");
+}

@@ -1,0 +1,218 @@
+//! `opsbot tfupdate …` as users run it: the real binary against the fake registry and the
+//! fake GitHub on 127.0.0.1.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+
+use opsbot_tests::fake_github::{FakeGitHub, TEST_TOKEN};
+use opsbot_tests::fake_registry::FakeRegistry;
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+async fn opsbot(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_opsbot"));
+    cmd.args(args)
+        .env_remove("GITHUB_TOKEN")
+        .env_remove("GITHUB_API_URL")
+        .env_remove("OPSBOT_TF_REGISTRY_URL")
+        .env("NO_COLOR", "1");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().await.unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn fixture_copy() -> tempfile::TempDir {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../opsbot-tfupdate/tests/fixtures/realistic");
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["main.tf", "crlf.tf", "broken.tf"] {
+        let to = if name == "main.tf" {
+            dir.path().join("envs/prod").join(name)
+        } else {
+            dir.path().join(name)
+        };
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(src.join(name), to).unwrap();
+    }
+    // never touched: tool directories
+    let vendored = dir.path().join(".terraform/modules/x/main.tf");
+    std::fs::create_dir_all(vendored.parent().unwrap()).unwrap();
+    std::fs::write(&vendored, "terraform {\n  required_version = \"1.0.0\"\n}\n").unwrap();
+    dir
+}
+
+fn read(dir: &Path, rel: &str) -> String {
+    std::fs::read_to_string(dir.join(rel)).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn terraform_with_version_recursive_broken_file_and_idempotency() {
+    let dir = fixture_copy();
+    let path = dir.path().to_str().unwrap();
+    let broken_before = read(dir.path(), "broken.tf");
+    let run = opsbot(&["tfupdate", "terraform", "-v", "1.9.8", "-r", path], &[]).await;
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("broken.tf:11:") && run.stderr.contains("cannot parse HCL"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stdout.contains("main.tf:8: terraform required_version: \"~> 1.5\" -> \"~> 1.9\""), "{}", run.stdout);
+    assert!(run.stdout.contains("(replaced: `>= 1.3, < 1.6` did not admit 1.9.8)"), "{}", run.stdout);
+    assert!(run.stdout.contains("updated 2 of 3 file(s) (3 pin(s)) to 1.9.8"), "{}", run.stdout);
+    assert_eq!(read(dir.path(), "broken.tf"), broken_before);
+    assert!(read(dir.path(), ".terraform/modules/x/main.tf").contains("\"1.0.0\""));
+    assert!(read(dir.path(), "envs/prod/main.tf").contains("required_version = \"~> 1.9\" # pessimistic, two parts"));
+
+    // second run, broken file ignored: nothing changes, success
+    let run = opsbot(
+        &["tfupdate", "terraform", "-v", "1.9.8", "-r", "-i", "broken", path],
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("updated 0 of 2 file(s) (0 pin(s))"), "{}", run.stdout);
+
+    // without -r only the top directory
+    let run = opsbot(&["tfupdate", "terraform", "-v", "1.10.0", "-i", "broken", path], &[]).await;
+    assert!(run.stdout.contains("updated 1 of 1 file(s)"), "{}", run.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn terraform_latest_comes_from_github_releases() {
+    let gh = FakeGitHub::start().await;
+    gh.create_repo("hashicorp/terraform");
+    gh.add_release("hashicorp/terraform", "v1.9.7", false);
+    gh.add_release("hashicorp/terraform", "v1.9.8", false);
+    gh.add_release("hashicorp/terraform", "v1.10.0-beta1", true);
+    let dir = fixture_copy();
+    let env = [("GITHUB_API_URL", gh.url()), ("GITHUB_TOKEN", TEST_TOKEN.to_string())];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let file = dir.path().join("crlf.tf");
+    let run = opsbot(&["tfupdate", "terraform", file.to_str().unwrap()], &env).await;
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(read(dir.path(), "crlf.tf").contains("required_version = \"1.9.8\"\r\n"));
+    let run = opsbot(&["tfupdate", "terraform", "--pre-release", file.to_str().unwrap()], &env).await;
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(read(dir.path(), "crlf.tf").contains("required_version = \"1.10.0-beta1\""));
+
+    let run = opsbot(&["tfupdate", "release", "latest", "hashicorp/terraform"], &env).await;
+    assert_eq!(run.stdout, "1.9.8\n", "{}", run.stderr);
+    let run = opsbot(&["tfupdate", "release", "list", "--pre-release", "hashicorp/terraform"], &env).await;
+    assert_eq!(run.stdout, "1.9.7\n1.9.8\n1.10.0-beta1\n", "{}", run.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn provider_and_module_from_the_registry() {
+    let reg = FakeRegistry::start().await;
+    for v in ["5.31.0", "5.70.0"] {
+        reg.add_provider("hashicorp", "aws", v, &["linux_amd64"]);
+    }
+    reg.add_provider("hashicorp", "aws", "6.0.0-beta1", &["linux_amd64"]);
+    for v in ["5.1.0", "5.13.0"] {
+        reg.add_module("terraform-aws-modules", "vpc", "aws", v);
+    }
+    let url = reg.url();
+    let env = [("OPSBOT_TF_REGISTRY_URL", url.as_str())];
+    let dir = fixture_copy();
+    let path = dir.path().to_str().unwrap();
+
+    let run = opsbot(&["tfupdate", "provider", "aws", "-r", "-i", "broken", path], &env).await;
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("required_providers.aws: \"5.31.0\" -> \"5.70.0\""), "{}", run.stdout);
+    assert!(run.stdout.contains("provider \"aws\" version: \"= 5.31.0\" -> \"= 5.70.0\""), "{}", run.stdout);
+    assert!(run.stdout.contains("crlf.tf:6: required_providers.aws: \"~> 5.0\" -> \"~> 5.70\""), "{}", run.stdout);
+    assert_eq!(reg.request_count("/v1/providers/hashicorp/aws/versions"), 1);
+
+    let run = opsbot(
+        &["tfupdate", "module", "terraform-aws-modules/vpc/aws", "-r", "-i", "broken", path],
+        &env,
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(read(dir.path(), "envs/prod/main.tf").contains("  version = \"5.13.0\"\n"));
+    assert!(run.stdout.contains("not a plain string literal"), "{}", run.stdout);
+
+    // git refs only with --git-ref, and with an explicit version
+    let run = opsbot(
+        &["tfupdate", "module", "-v", "1.4.0", "github.com/acme/tf-modules", "-r", "-i", "broken", path],
+        &env,
+    )
+    .await;
+    assert!(run.stdout.contains("use --git-ref"), "{}", run.stdout);
+    assert!(read(dir.path(), "envs/prod/main.tf").contains("?ref=v1.2.3\""));
+    let run = opsbot(
+        &[
+            "tfupdate", "module", "--git-ref", "-v", "v1.4.0", "github.com/acme/tf-modules", "-r", "-i", "broken", path,
+        ],
+        &env,
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(read(dir.path(), "envs/prod/main.tf").contains("//network?ref=v1.4.0\""));
+
+    let run = opsbot(&["tfupdate", "release", "latest", "hashicorp/aws"], &env).await;
+    assert_eq!(run.stdout, "5.70.0\n", "{}", run.stderr);
+    let run = opsbot(
+        &["tfupdate", "release", "list", "-s", "tfregistryModule", "-n", "1", "terraform-aws-modules/vpc/aws"],
+        &env,
+    )
+    .await;
+    assert_eq!(run.stdout, "5.13.0\n", "{}", run.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lock_subcommand_and_usage_errors() {
+    let reg = FakeRegistry::start().await;
+    reg.add_provider("hashicorp", "aws", "5.70.0", &["linux_amd64", "darwin_arm64"]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("main.tf"),
+        "terraform {\n  required_providers {\n    aws = { source = \"hashicorp/aws\", version = \"5.70.0\" }\n  }\n}\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join(".terraform.lock.hcl"), "").unwrap();
+    let cache = dir.path().join("cache");
+    let url = reg.url();
+    let args = [
+        "tfupdate",
+        "lock",
+        "--platform",
+        "linux_amd64",
+        "--platform",
+        "darwin_arm64",
+        "--registry-url",
+        url.as_str(),
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        dir.path().to_str().unwrap(),
+    ];
+    let run = opsbot(&args, &[]).await;
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("hashicorp/aws: (new) -> 5.70.0"), "{}", run.stdout);
+    let lock = read(dir.path(), ".terraform.lock.hcl");
+    assert!(lock.starts_with("# This file is maintained automatically by \"terraform init\"."));
+    assert_eq!(lock.matches("\"h1:").count(), 2, "{lock}");
+    assert_eq!(lock.matches("\"zh:").count(), 2, "{lock}");
+    let run = opsbot(&args, &[]).await;
+    assert!(run.stdout.contains("updated 0 of 1 lock files"), "{}", run.stdout);
+
+    let run = opsbot(&["tfupdate", "lock", "--platform", "linux", "."], &[]).await;
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("--platform `linux`"), "{}", run.stderr);
+    let run = opsbot(&["tfupdate", "terraform", "-v", "one.two", "."], &[]).await;
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("invalid version `one.two`"), "{}", run.stderr);
+    let run = opsbot(&["tfupdate", "terraform", "-v", "1.9.8", "/does/not/exist"], &[]).await;
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("/does/not/exist"), "{}", run.stderr);
+}

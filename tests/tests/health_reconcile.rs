@@ -248,7 +248,6 @@ async fn organizational_reconcile_matches_eventbridge_deliveries() {
 #[tokio::test]
 async fn health_api_errors_are_reported_with_the_operation() {
     let health = FakeHealth::start().await;
-    // An unsigned client is refused; the error names the operation.
     let config = aws_sdk_health::Config::builder()
         .behavior_version(aws_sdk_health::config::BehaviorVersion::latest())
         .region(aws_sdk_health::config::Region::new("us-east-1"))

@@ -409,7 +409,12 @@ async fn two_concurrent_copies_end_with_one_open_issue() {
             assert_eq!(open[0].number, lowest);
             let dup = created.iter().find(|i| i.number != lowest).unwrap();
             assert_eq!(dup.state_reason.as_deref(), Some("not_planned"));
-            assert!(dup.comments.iter().any(|c| c.contains(&format!("Duplicate of #{lowest}"))));
+            let notes = dup
+                .comments
+                .iter()
+                .filter(|c| c.contains(&format!("Duplicate of #{lowest}")))
+                .count();
+            assert_eq!(notes, 1, "{dup:#?}");
         }
     }
     eprintln!("concurrent copies: {raced} of {} rounds created a duplicate that was converged", names.len());

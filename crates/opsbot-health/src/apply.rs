@@ -13,7 +13,9 @@ use serde::Serialize;
 use tracing::{info, warn};
 
 use crate::event::HealthEvent;
-use crate::plan::{ExistingIssue, IssueAction, IssueOpenState, IssuePlan, converge, plan};
+use crate::plan::{
+    ExistingIssue, IssueAction, IssueOpenState, IssuePlan, converge, issues_for_key, plan,
+};
 use crate::render::{IssueDraft, key_label};
 use crate::route::Target;
 
@@ -195,13 +197,31 @@ pub async fn file_event<T: IssueTracker>(
         if !listed.iter().any(|i| i.number == mine) {
             warn!(repo, issue = mine, "created issue not yet listed by label");
         }
+        // The survivor is the lowest-numbered issue of the key. The copy that created an
+        // extra issue always explains and closes it (even if the other copy already closed
+        // it); other extra issues still open are closed without a comment, as a backstop for
+        // a copy that died after creating. A race therefore leaves exactly one comment.
+        // (Our own issue counts even if the listing missed it, so it is never closed in
+        // favour of a higher number.)
+        let primary = issues_for_key(&key, &listed)
+            .first()
+            .map_or(mine, |i| i.number.min(mine));
+        number = Some(primary);
+        if primary != mine {
+            close_duplicate(tracker, repo, mine, primary)
+                .await
+                .map_err(fail(format!("close duplicate #{mine}")))?;
+            duplicates_closed.push(mine);
+        }
         for action in converge(&key, &listed) {
-            if let IssueAction::CloseDuplicate { number: n, primary } = action {
-                close_duplicate(tracker, repo, n, primary)
+            if let IssueAction::CloseDuplicate { number: n, .. } = action
+                && n != mine
+            {
+                tracker
+                    .edit_issue(repo, n, &duplicate_close())
                     .await
                     .map_err(fail(format!("close duplicate #{n}")))?;
                 duplicates_closed.push(n);
-                number = Some(primary);
             }
         }
     }
@@ -247,17 +267,15 @@ async fn close_duplicate<T: IssueTracker>(
             ),
         )
         .await?;
-    tracker
-        .edit_issue(
-            repo,
-            number,
-            &IssueEdit {
-                state: Some(IssueOpenState::Closed),
-                reason: Some(CloseReason::NotPlanned),
-                ..IssueEdit::default()
-            },
-        )
-        .await
+    tracker.edit_issue(repo, number, &duplicate_close()).await
+}
+
+fn duplicate_close() -> IssueEdit {
+    IssueEdit {
+        state: Some(IssueOpenState::Closed),
+        reason: Some(CloseReason::NotPlanned),
+        ..IssueEdit::default()
+    }
 }
 
 /// An in-memory tracker: the dry run, and the unit tests of this module.
@@ -480,5 +498,11 @@ mod tests {
         assert_eq!(a.number, Some(1));
         assert_eq!(b.number, Some(1));
         assert!(a.duplicates_closed.contains(&2) || b.duplicates_closed.contains(&2));
+        let dup_comments: Vec<_> = t2
+            .comments()
+            .into_iter()
+            .filter(|(n, c)| *n == 2 && c.starts_with("Duplicate of #1"))
+            .collect();
+        assert_eq!(dup_comments.len(), 1, "{dup_comments:?}");
     }
 }

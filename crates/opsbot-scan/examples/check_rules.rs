@@ -8,7 +8,11 @@ use std::process::ExitCode;
 use opsbot_scan::RuleSet;
 
 fn main() -> ExitCode {
-    let dir = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "rules".to_owned()));
+    let dir = PathBuf::from(
+        std::env::args()
+            .nth(1)
+            .unwrap_or_else(|| "rules".to_owned()),
+    );
     let mut set = RuleSet::new();
     let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
         Ok(rd) => rd.filter_map(Result::ok).map(|e| e.path()).collect(),
@@ -19,7 +23,10 @@ fn main() -> ExitCode {
     };
     files.sort();
     let mut failed = 0;
-    for f in files.iter().filter(|p| p.extension().is_some_and(|x| x == "toml")) {
+    for f in files
+        .iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+    {
         let text = match std::fs::read_to_string(f) {
             Ok(t) => t,
             Err(e) => {
@@ -42,5 +49,9 @@ fn main() -> ExitCode {
         }
     }
     println!("{} rules, {failed} problems", ids.len());
-    if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) }
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }

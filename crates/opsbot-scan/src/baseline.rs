@@ -85,7 +85,11 @@ impl Baseline {
 
     /// Drops findings whose fingerprint is in the baseline; returns how many were dropped.
     pub fn filter(&self, findings: &mut Vec<Finding>) -> usize {
-        let known: HashSet<&str> = self.findings.iter().map(|e| e.fingerprint.as_str()).collect();
+        let known: HashSet<&str> = self
+            .findings
+            .iter()
+            .map(|e| e.fingerprint.as_str())
+            .collect();
         let before = findings.len();
         findings.retain(|f| !known.contains(f.fingerprint.as_str()));
         before - findings.len()

@@ -256,7 +256,10 @@ mod tests {
         assert_eq!(files.len(), 2);
         assert_eq!(files[0].commit.as_deref(), Some(sha1.as_str()));
         assert_eq!(files[0].path, "x.txt");
-        assert_eq!(files[0].lines, vec![(1, b"one".to_vec()), (2, b"two".to_vec())]);
+        assert_eq!(
+            files[0].lines,
+            vec![(1, b"one".to_vec()), (2, b"two".to_vec())]
+        );
         assert_eq!(files[1].commit.as_deref(), Some(sha2.as_str()));
         assert_eq!(files[1].path, "sp aceé");
         assert_eq!(files[1].lines, vec![(3, b"new".to_vec())]);

@@ -185,7 +185,12 @@ impl Scanner {
 
     /// Scans added lines (`(line number, content)`, content without the newline), e.g. from
     /// a diff. Consecutive lines are joined so multi-line secrets (private keys) are found.
-    pub fn scan_added_lines<'a, I>(&self, path: &str, commit: Option<&str>, lines: I) -> Vec<Finding>
+    pub fn scan_added_lines<'a, I>(
+        &self,
+        path: &str,
+        commit: Option<&str>,
+        lines: I,
+    ) -> Vec<Finding>
     where
         I: IntoIterator<Item = (u32, &'a [u8])>,
     {
@@ -301,7 +306,8 @@ impl Scanner {
                     });
                     (
                         piece.line,
-                        (cursor.col + 1 + u64::from(piece.col_offset)).min(u64::from(u32::MAX)) as u32,
+                        (cursor.col + 1 + u64::from(piece.col_offset)).min(u64::from(u32::MAX))
+                            as u32,
                     )
                 }
                 None => (
@@ -350,11 +356,13 @@ impl Scanner {
                 Some((ls, le)) if s >= ls && s < le => (ls, le),
                 _ => {
                     let lo_bound = s.saturating_sub(MAX_BACK);
-                    let ls = memrchr(b'\n', &buf[lo_bound..s]).map_or(lo_bound, |i| lo_bound + i + 1);
+                    let ls =
+                        memrchr(b'\n', &buf[lo_bound..s]).map_or(lo_bound, |i| lo_bound + i + 1);
                     let hi_bound = (s + MAX_FWD).min(buf.len());
                     let nl = memchr(b'\n', &buf[s..hi_bound]);
                     let le = nl.map_or(hi_bound, |i| s + i);
-                    let whole = (ls > lo_bound || ls == 0) && (nl.is_some() || hi_bound == buf.len());
+                    let whole =
+                        (ls > lo_bound || ls == 0) && (nl.is_some() || hi_bound == buf.len());
                     line_cache = whole.then_some((ls, le));
                     (ls, le)
                 }
@@ -403,7 +411,11 @@ impl Scanner {
                 {
                     continue;
                 }
-                if !rule.require.iter().all(|a| a.get().is_some_and(|r| r.is_match(secret))) {
+                if !rule
+                    .require
+                    .iter()
+                    .all(|a| a.get().is_some_and(|r| r.is_match(secret)))
+                {
                     continue;
                 }
                 if !rule.match_allowlist.is_empty()
@@ -415,7 +427,10 @@ impl Scanner {
                 {
                     continue;
                 }
-                if rule.allowlist.iter().any(|a| a.get().is_some_and(|r| r.is_match(secret)))
+                if rule
+                    .allowlist
+                    .iter()
+                    .any(|a| a.get().is_some_and(|r| r.is_match(secret)))
                     || self
                         .global_allowlist
                         .iter()

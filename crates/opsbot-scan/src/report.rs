@@ -50,13 +50,7 @@ pub fn render_text(findings: &[Finding], color: bool) -> String {
         let _ = writeln!(
             out,
             "{commit}{bold}{}:{}:{}{reset}: {sev_color}{}{reset} {bold}{}{reset}: {} [{}]",
-            f.path,
-            f.line,
-            f.column,
-            f.severity,
-            f.rule_id,
-            f.description,
-            f.secret,
+            f.path, f.line, f.column, f.severity, f.rule_id, f.description, f.secret,
         );
     }
     out
@@ -185,7 +179,9 @@ pub fn render_sarif(findings: &[Finding], rules: &[RuleInfo], tool_version: &str
 }
 
 fn escape_data(s: &str) -> String {
-    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
 }
 
 fn escape_property(s: &str) -> String {
@@ -254,7 +250,10 @@ mod tests {
         };
         let s = render_sarif(&[finding()], &[info], "0.1.0");
         let v: Value = serde_json::from_str(&s).unwrap();
-        assert_eq!(v["runs"][0]["tool"]["driver"]["rules"][0]["id"], "aws-access-key-id");
+        assert_eq!(
+            v["runs"][0]["tool"]["driver"]["rules"][0]["id"],
+            "aws-access-key-id"
+        );
         assert_eq!(
             v["runs"][0]["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
             "dir%20with%20space/a%2Cb%3Ac.py"
@@ -265,7 +264,9 @@ mod tests {
     #[test]
     fn text_is_plain_without_color() {
         let out = render_text(&[finding()], false);
-        assert!(out.contains("dir with space/a,b:c.py:3:7: high aws-access-key-id: AWS access key ID [AKIA…]"));
+        assert!(out.contains(
+            "dir with space/a,b:c.py:3:7: high aws-access-key-id: AWS access key ID [AKIA…]"
+        ));
         assert!(!out.contains('\x1b'));
         assert!(render_text(&[finding()], true).contains('\x1b'));
     }

@@ -184,6 +184,11 @@ impl LazyRegex {
         &self.source
     }
 
+    /// Whether the regex has been compiled yet (compilation is lazy).
+    pub fn is_compiled(&self) -> bool {
+        self.compiled.get().is_some()
+    }
+
     /// The compiled regex, or `None` if it cannot be compiled (logged once).
     pub fn get(&self) -> Option<&Regex> {
         self.compiled
@@ -200,10 +205,16 @@ impl LazyRegex {
     /// Compiles now, returning the error text (used by validation of user rules and tests).
     pub fn force(&self) -> Result<&Regex, String> {
         if let Some(re) = self.compiled.get() {
-            return re.as_ref().ok_or_else(|| "regex does not compile".to_owned());
+            return re
+                .as_ref()
+                .ok_or_else(|| "regex does not compile".to_owned());
         }
         match compile(&self.source) {
-            Ok(re) => Ok(self.compiled.get_or_init(|| Some(re)).as_ref().ok_or("regex")?),
+            Ok(re) => Ok(self
+                .compiled
+                .get_or_init(|| Some(re))
+                .as_ref()
+                .ok_or("regex")?),
             Err(err) => Err(err),
         }
     }
@@ -364,8 +375,8 @@ impl RuleSet {
             a.force()
                 .map_err(|e| format!("regex `{}`: {e}", a.source()))?;
         }
-        let single = crate::engine::Scanner::for_rule(self, id)
-            .ok_or_else(|| format!("no rule `{id}`"))?;
+        let single =
+            crate::engine::Scanner::for_rule(self, id).ok_or_else(|| format!("no rule `{id}`"))?;
         for (i, ex) in rule.examples.iter().enumerate() {
             let secrets = single.raw_secrets(ex.text().as_bytes());
             if secrets.is_empty() {
@@ -462,14 +473,14 @@ fn validate(file: &str, file_allowlist: &[String], spec: RuleSpec) -> Result<Rul
     }
     let (regex, groups) =
         LazyRegex::parse(&spec.regex).map_err(|p| RuleError::rule(file, &id, p))?;
-    let secret_group = spec
-        .secret_group
-        .unwrap_or(if groups >= 1 { 1 } else { 0 });
+    let secret_group = spec.secret_group.unwrap_or(if groups >= 1 { 1 } else { 0 });
     if secret_group > groups {
         return Err(RuleError::rule(
             file,
             &id,
-            format!("secret_group {secret_group} does not exist (the regex has {groups} capture groups)"),
+            format!(
+                "secret_group {secret_group} does not exist (the regex has {groups} capture groups)"
+            ),
         ));
     }
     if spec.keywords.is_empty() {
@@ -492,7 +503,9 @@ fn validate(file: &str, file_allowlist: &[String], spec: RuleSpec) -> Result<Rul
             return Err(RuleError::rule(
                 file,
                 &id,
-                format!("keyword {kw:?} is not ASCII (keywords are matched ASCII case-insensitively)"),
+                format!(
+                    "keyword {kw:?} is not ASCII (keywords are matched ASCII case-insensitively)"
+                ),
             ));
         }
         keywords.push(kw.to_ascii_lowercase());

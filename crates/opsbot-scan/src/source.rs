@@ -191,14 +191,16 @@ pub fn scan_paths(scanner: &Scanner, paths: &[PathBuf], opts: &SourceOptions) ->
     });
 
     report.findings = findings.into_inner().unwrap_or_default();
-    report.errors.extend(errors.into_inner().unwrap_or_default());
+    report
+        .errors
+        .extend(errors.into_inner().unwrap_or_default());
     report.files_scanned = files.into_inner();
     report.bytes_scanned = bytes.into_inner();
     report.skipped_binary = binary.into_inner();
     report.skipped_large = large.into_inner();
-    report
-        .findings
-        .sort_by(|a, b| (&a.path, a.line, a.column, &a.rule_id).cmp(&(&b.path, b.line, b.column, &b.rule_id)));
+    report.findings.sort_by(|a, b| {
+        (&a.path, a.line, a.column, &a.rule_id).cmp(&(&b.path, b.line, b.column, &b.rule_id))
+    });
     report
 }
 
@@ -261,9 +263,13 @@ pub fn repo_root(dir: &Path) -> Result<PathBuf, SourceError> {
         .output()
         .map_err(|e| SourceError::Git(format!("cannot run git: {e}")))?;
     if !out.status.success() {
-        return Err(SourceError::Git(one_line(&String::from_utf8_lossy(&out.stderr))));
+        return Err(SourceError::Git(one_line(&String::from_utf8_lossy(
+            &out.stderr,
+        ))));
     }
-    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim_end_matches(['\n', '\r'])))
+    Ok(PathBuf::from(
+        String::from_utf8_lossy(&out.stdout).trim_end_matches(['\n', '\r']),
+    ))
 }
 
 /// Scans the lines added by staged changes or by a commit range, in the repository at
@@ -292,13 +298,21 @@ pub fn scan_git(
     ];
     match target {
         GitTarget::Staged => {
-            cmd.arg("diff").arg("--cached").args(common).arg("--diff-filter=ACMRT");
+            cmd.arg("diff")
+                .arg("--cached")
+                .args(common)
+                .arg("--diff-filter=ACMRT");
         }
         GitTarget::Range(range) => {
             if range.starts_with('-') {
-                return Err(SourceError::Git(format!("invalid revision range {range:?}")));
+                return Err(SourceError::Git(format!(
+                    "invalid revision range {range:?}"
+                )));
             }
-            cmd.arg("log").arg("-p").args(common).arg("--format=commit %H");
+            cmd.arg("log")
+                .arg("-p")
+                .args(common)
+                .arg("--format=commit %H");
             if !range.contains("..") {
                 cmd.args(["-1", "-m", "--first-parent"]);
             }
@@ -342,7 +356,9 @@ pub fn scan_git(
             Ok(_) => false,
             Err(ReadLineError::TooLong) => true,
             Err(ReadLineError::Io(e)) => {
-                report.errors.push(SourceError::Git(format!("reading git output: {e}")));
+                report
+                    .errors
+                    .push(SourceError::Git(format!("reading git output: {e}")));
                 break;
             }
         };
@@ -405,7 +421,8 @@ impl DiffBatch {
         if let Some(path) = &self.path
             && !self.map.is_empty()
         {
-            let found = scanner.scan_joined_lines(path, self.commit.as_deref(), &self.buf, &self.map);
+            let found =
+                scanner.scan_joined_lines(path, self.commit.as_deref(), &self.buf, &self.map);
             report.findings.extend(found);
         }
         self.buf.clear();
@@ -425,7 +442,11 @@ enum ReadLineError {
 
 /// Reads one line (with its `\n`) into `out`, keeping at most `cap` bytes of it; the rest of
 /// an over-long line is consumed and dropped (`TooLong`, with `out` holding the start).
-fn read_line_capped<R: BufRead>(r: &mut R, out: &mut Vec<u8>, cap: usize) -> Result<usize, ReadLineError> {
+fn read_line_capped<R: BufRead>(
+    r: &mut R,
+    out: &mut Vec<u8>,
+    cap: usize,
+) -> Result<usize, ReadLineError> {
     let mut total = 0usize;
     let mut too_long = false;
     loop {

@@ -19,7 +19,9 @@ pub const BINARY_PROBE: usize = 8 * 1024;
 /// What happened to one input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StreamOutcome {
-    Scanned { bytes: u64 },
+    Scanned {
+        bytes: u64,
+    },
     /// A NUL byte in the first [`BINARY_PROBE`] bytes: not scanned.
     Binary,
 }
@@ -86,7 +88,10 @@ pub fn scan_reader<R: Read>(
 fn read_up_to<R: Read>(reader: &mut R, buf: &mut Vec<u8>, want: usize) -> io::Result<usize> {
     let mut total = 0usize;
     while total < want {
-        let n = reader.by_ref().take((want - total) as u64).read_to_end(buf)?;
+        let n = reader
+            .by_ref()
+            .take((want - total) as u64)
+            .read_to_end(buf)?;
         if n == 0 {
             break;
         }
@@ -128,7 +133,12 @@ mod tests {
         let mut out = Vec::new();
         let mut buf = Vec::new();
         let outcome = scan_reader(&scanner, "big.js", &data[..], &mut buf, &mut out).unwrap();
-        assert_eq!(outcome, StreamOutcome::Scanned { bytes: data.len() as u64 });
+        assert_eq!(
+            outcome,
+            StreamOutcome::Scanned {
+                bytes: data.len() as u64
+            }
+        );
         let mut cols: Vec<u32> = out
             .iter()
             .filter(|f| f.rule_id == "aws-access-key-id")

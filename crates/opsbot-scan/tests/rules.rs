@@ -26,7 +26,12 @@ fn every_rule_passes_its_own_examples() {
             failures.push(format!("{} ({}): {problem}", rule.id, rule.file));
         }
     }
-    assert!(failures.is_empty(), "{} rules fail their examples:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} rules fail their examples:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 /// With all rules loaded together, a positive example is reported by its rule and a
@@ -42,11 +47,17 @@ fn examples_hold_with_the_full_rule_set() {
             let found = scanner.scan_bytes("example.txt", ex.text().as_bytes());
             // Reported by this rule, or by a more specific rule at the same position.
             let wanted = alone.scan_bytes("example.txt", ex.text().as_bytes());
-            let covered = wanted
-                .iter()
-                .all(|w| found.iter().any(|f| (f.line, f.column) == (w.line, w.column)));
+            let covered = wanted.iter().all(|w| {
+                found
+                    .iter()
+                    .any(|f| (f.line, f.column) == (w.line, w.column))
+            });
             if wanted.is_empty() || !covered {
-                failures.push(format!("{}: positive example {} not reported", rule.id, i + 1));
+                failures.push(format!(
+                    "{}: positive example {} not reported",
+                    rule.id,
+                    i + 1
+                ));
             }
         }
         for (i, ex) in rule.negative_examples.iter().enumerate() {
@@ -69,7 +80,10 @@ severity = "low"
 keywords = ["abc"]
 regex = 'abc(\d+)'
 "#;
-    let err = RuleSet::new().add_file("custom/x.toml", text, false).unwrap_err().to_string();
+    let err = RuleSet::new()
+        .add_file("custom/x.toml", text, false)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("custom/x.toml"), "{err}");
     assert!(err.contains("no-examples"), "{err}");
     assert!(err.contains("examples"), "{err}");
@@ -79,21 +93,33 @@ regex = 'abc(\d+)'
 fn broken_rules_name_file_rule_and_problem() {
     let cases = [
         ("regex = 'abc(['", "regex does not parse"),
-        ("regex = 'abc'\nsecret_group = 2", "secret_group 2 does not exist"),
+        (
+            "regex = 'abc'\nsecret_group = 2",
+            "secret_group 2 does not exist",
+        ),
         ("regex = 'abc(\\d)'\nentropy = 9.5", "out of range"),
     ];
     for (extra, want) in cases {
         let text = format!(
             "[[rules]]\nid = \"bad-one\"\ndescription = \"d\"\nseverity = \"low\"\nkeywords = [\"abc\"]\n{extra}\nexamples = [\"abc1\"]\nnegative_examples = [\"x\"]\n"
         );
-        let err = RuleSet::new().add_file("my.toml", &text, false).unwrap_err().to_string();
+        let err = RuleSet::new()
+            .add_file("my.toml", &text, false)
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("my.toml: rule `bad-one`: "), "{err}");
         assert!(err.contains(want), "{err} should contain {want}");
     }
-    let err = RuleSet::new().add_file("t.toml", "[[rules]\nid=", false).unwrap_err().to_string();
+    let err = RuleSet::new()
+        .add_file("t.toml", "[[rules]\nid=", false)
+        .unwrap_err()
+        .to_string();
     assert!(err.starts_with("t.toml: invalid TOML"), "{err}");
     let text = "[[rules]]\nid = \"k\"\ndescription = \"d\"\nseverity = \"low\"\nkeywords = []\nregex = 'a'\nexamples = [\"a\"]\nnegative_examples = [\"b\"]\n";
-    let err = RuleSet::new().add_file("k.toml", text, false).unwrap_err().to_string();
+    let err = RuleSet::new()
+        .add_file("k.toml", text, false)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("`keywords` is empty"), "{err}");
 }
 
@@ -105,11 +131,24 @@ fn user_rules_are_checked_against_their_examples_at_load() {
             "[[rules]]\nid = \"acme-token\"\ndescription = \"ACME token\"\nseverity = \"high\"\nkeywords = [\"acme_\"]\nregex = '\\bacme_([a-z0-9]{{16}})\\b'\nexamples = [\"t = acme_k3j9x0m2p7q4z8w1\"]\nnegative_examples = [\"t = acme_k3j9x0m2p7q4z8w1zz\", \"{negative}\"]\n"
         )
     };
-    let err = set.add_file("acme.toml", &rule("acme_q3j9x0m2p7q4z8w1"), true).unwrap_err().to_string();
-    assert!(err.contains("acme.toml: rule `acme-token`: negative example 2 matches"), "{err}");
+    let err = set
+        .add_file("acme.toml", &rule("acme_q3j9x0m2p7q4z8w1"), true)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("acme.toml: rule `acme-token`: negative example 2 matches"),
+        "{err}"
+    );
     let before = set.len();
-    set.add_file("acme.toml", &rule("acme_short"), true).unwrap();
+    set.add_file("acme.toml", &rule("acme_short"), true)
+        .unwrap();
     assert_eq!(set.len(), before + 1);
-    let dup = set.add_file("again.toml", &rule("acme_short"), true).unwrap_err().to_string();
-    assert!(dup.contains("duplicate rule id (already defined in acme.toml)"), "{dup}");
+    let dup = set
+        .add_file("again.toml", &rule("acme_short"), true)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        dup.contains("duplicate rule id (already defined in acme.toml)"),
+        "{dup}"
+    );
 }

@@ -320,7 +320,12 @@ fn group_files(
 pub async fn run_pr_job<G: GithubReleases>(job: PrJob<'_, G>) -> Result<PrReport, PrError> {
     let mut report = PrReport::default();
     let config = &job.config;
-    let scan_root = job.checkout.join(&config.path);
+    let scan_root: PathBuf = job
+        .checkout
+        .join(&config.path)
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect();
     let ignore = config
         .ignore_paths
         .iter()

@@ -216,3 +216,55 @@ async fn lock_subcommand_and_usage_errors() {
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("/does/not/exist"), "{}", run.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pr_job_from_the_command_line_with_opsbot_toml() {
+    let gh = FakeGitHub::start().await;
+    gh.create_repo("acme/infra");
+    let versions = "terraform {\n  required_providers {\n    aws = { source = \"hashicorp/aws\", version = \"5.31.0\" }\n  }\n}\n";
+    gh.commit_files("acme/infra", "main", &[("versions.tf", versions)], "infra");
+    let reg = FakeRegistry::start().await;
+    reg.add_provider("hashicorp", "aws", "5.70.0", &["linux_amd64"]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("versions.tf"), versions).unwrap();
+    let config = dir.path().join("opsbot.toml");
+    std::fs::write(
+        &config,
+        "[tfupdate]\nterraform = false\nlabels = [\"deps\"]\nbranch_prefix = \"bot/tf\"\n",
+    )
+    .unwrap();
+    let url = gh.url();
+    let reg_url = reg.url();
+    let env = [
+        ("GITHUB_API_URL", url.as_str()),
+        ("GITHUB_TOKEN", TEST_TOKEN),
+        ("GITHUB_REPOSITORY", "acme/infra"),
+        ("OPSBOT_TF_REGISTRY_URL", reg_url.as_str()),
+    ];
+    let checkout = dir.path().to_str().unwrap();
+    let cfg = config.to_str().unwrap();
+    let args = ["--config", cfg, "tfupdate", "pr", "--checkout", checkout];
+    let mut dry = args.to_vec();
+    dry.push("--dry-run");
+    let run = opsbot(&dry, &env).await;
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("would open: Bump hashicorp/aws from 5.31.0 to 5.70.0"), "{}", run.stdout);
+    assert!(gh.pulls("acme/infra").is_empty());
+
+    let run = opsbot(&args, &env).await;
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("opened #"), "{}", run.stdout);
+    let pulls = gh.pulls("acme/infra");
+    assert_eq!(pulls.len(), 1);
+    assert_eq!(pulls[0].head, "bot/tf/provider-hashicorp-aws-5.70.0");
+    assert_eq!(pulls[0].labels, vec!["deps".to_string()]);
+    let run = opsbot(&args, &env).await;
+    assert!(run.stdout.contains("already open #"), "{}", run.stdout);
+    assert_eq!(gh.pulls("acme/infra").len(), 1);
+
+    // a typo in the table is reported with its key path
+    std::fs::write(&config, "[tfupdate]\nlabelz = []\n").unwrap();
+    let run = opsbot(&args, &env).await;
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("labelz"), "{}", run.stderr);
+}

@@ -180,7 +180,8 @@ pub async fn run(global: &GlobalArgs, args: ScanArgs) -> anyhow::Result<ExitCode
     if let Some(path) = &baseline_path {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read baseline {}", path.display()))?;
-        let baseline = Baseline::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let baseline =
+            Baseline::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         suppressed = baseline.filter(&mut report.findings);
     }
 
@@ -216,7 +217,12 @@ fn load_rules(
     config_dir: &Path,
 ) -> anyhow::Result<RuleSet> {
     let mut rules = RuleSet::builtin()?;
-    for dir in cfg.rules_dirs.iter().map(|d| relative_to(config_dir, d)).chain(args.rules_dirs.iter().cloned()) {
+    for dir in cfg
+        .rules_dirs
+        .iter()
+        .map(|d| relative_to(config_dir, d))
+        .chain(args.rules_dirs.iter().cloned())
+    {
         source::load_rules_dir(&dir, &mut rules)?;
     }
     cfg.apply_inline(origin, &mut rules)?;
@@ -227,7 +233,11 @@ fn load_rules(
     Ok(rules)
 }
 
-fn source_options(args: &ScanArgs, cfg: &ScanConfig, origin: &str) -> anyhow::Result<SourceOptions> {
+fn source_options(
+    args: &ScanArgs,
+    cfg: &ScanConfig,
+    origin: &str,
+) -> anyhow::Result<SourceOptions> {
     let max_file_size = match (&args.max_file_size, &cfg.max_file_size) {
         (Some(text), _) => parse_size(text).map_err(|e| anyhow::anyhow!("--max-file-size: {e}"))?,
         (None, Some(v)) => v

@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use opsbot_tfupdate::bump::{BumpOptions, bump};
 use opsbot_tfupdate::lock::{Platform, update_locks};
+use opsbot_tfupdate::pr::{PrConfig, PrJob, run_pr_job};
 use opsbot_tfupdate::registry::{RegistryClient, RegistryOptions, tokens_from_env};
 use opsbot_tfupdate::release::{
     GithubReleases, OPENTOFU_REPO, ReleaseSource, Releases, SourceType, TERRAFORM_REPO,
@@ -183,11 +184,12 @@ struct PrArgs {
     /// Report the plan without pushing or opening pull requests.
     #[arg(long)]
     dry_run: bool,
-    #[command(flatten)]
-    registry: RegistryArgs,
-    /// Repository checkout to update (default: the current directory).
+    /// Terraform registry (default: `tfupdate.registry_url`, else registry.terraform.io).
+    #[arg(long, env = "OPSBOT_TF_REGISTRY_URL")]
+    registry_url: Option<String>,
+    /// Checkout of the base branch (default: the current directory).
     #[arg(long, default_value = ".")]
-    path: PathBuf,
+    checkout: PathBuf,
 }
 
 pub async fn run(global: &GlobalArgs, args: TfupdateArgs) -> anyhow::Result<ExitCode> {
@@ -413,6 +415,61 @@ async fn run_release(command: ReleaseCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn run_pr(_global: &GlobalArgs, _args: PrArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`opsbot tfupdate pr` needs the GitHub core, which is not wired in yet")
+async fn run_pr(global: &GlobalArgs, args: PrArgs) -> anyhow::Result<ExitCode> {
+    let config = global.config()?;
+    let mut pr_config: PrConfig = config.section("tfupdate")?;
+    let registry_url = args
+        .registry_url
+        .or_else(|| pr_config.registry_url.clone())
+        .unwrap_or_else(|| "registry.terraform.io".to_string());
+    if pr_config.cache_dir.is_none() {
+        pr_config.cache_dir = default_cache_dir();
+    }
+    let registry = registry_client(&RegistryArgs { registry_url })?;
+    let settings = super::github_settings()?;
+    let repo = settings.require_repository()?.clone();
+    let gh = opsbot_core::GitHub::connect(&settings)
+        .await
+        .context("connect to GitHub")?;
+    let releases = Releases {
+        registry: registry.clone(),
+        github: opsbot_tfupdate::github::CoreGithub::new(gh.clone()),
+    };
+    let job = PrJob {
+        gh: &gh,
+        repo,
+        releases: &releases,
+        registry,
+        checkout: args.checkout,
+        config: pr_config,
+        dry_run: args.dry_run,
+    };
+    let report = run_pr_job(job).await?;
+    let would = if args.dry_run { "would " } else { "" };
+    for (n, title) in &report.opened {
+        if args.dry_run {
+            println!("would open: {title}");
+        } else {
+            println!("opened #{n}: {title}");
+        }
+    }
+    for (n, title) in &report.kept {
+        println!("already open #{n}: {title}");
+    }
+    for (n, comment) in &report.closed {
+        println!("{would}close #{n}: {comment}");
+    }
+    for (n, title) in &report.declined {
+        println!("skipped (#{n} was closed): {title}");
+    }
+    for title in &report.deferred {
+        println!("deferred (open pull request limit): {title}");
+    }
+    for current in &report.current {
+        println!("up to date: {current}");
+    }
+    for e in &report.errors {
+        eprintln!("error: {e}");
+    }
+    Ok(exit_for(&report.errors))
 }

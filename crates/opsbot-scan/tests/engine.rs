@@ -1,0 +1,135 @@
+//! Engine properties: lazy compilation, de-duplication, diff scanning, and a seeded
+//! randomized check (the same invariants as the cargo-fuzz target) that runs in CI.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use opsbot_scan::stream::{StreamOutcome, scan_reader};
+use opsbot_scan::{Finding, RuleSet, Scanner, added_lines_from_patch};
+
+fn aws_key() -> String {
+    format!("AKIA{}", "Z3MHQ5WXK2PLV7RT")
+}
+fn stripe_key() -> String {
+    format!("sk_live_{}", "4eC39HqLyjWDarjtT1zdp7dc")
+}
+
+#[test]
+fn regexes_compile_only_for_rules_whose_keywords_appear() {
+    let rules = RuleSet::builtin().unwrap();
+    let scanner = Scanner::new(&rules);
+    let found = scanner.scan_bytes("a.py", format!("x = '{}'\n", aws_key()).as_bytes());
+    assert_eq!(found.len(), 1);
+    let compiled: Vec<&str> = rules
+        .rules()
+        .filter(|r| r.regex.is_compiled())
+        .map(|r| r.id.as_str())
+        .collect();
+    assert_eq!(compiled, vec!["aws-access-key-id"]);
+}
+
+#[test]
+fn specific_rules_win_over_generic_ones_on_the_same_secret() {
+    let scanner = Scanner::new(&RuleSet::builtin().unwrap());
+    let found = scanner.scan_bytes("settings.py", format!("STRIPE_PASSWORD = \"{}\"\n", stripe_key()).as_bytes());
+    let ids: Vec<&str> = found.iter().map(|f| f.rule_id.as_str()).collect();
+    assert_eq!(ids, vec!["stripe-live-secret-key"]);
+}
+
+#[test]
+fn fingerprints_survive_line_moves_but_not_path_changes() {
+    let scanner = Scanner::new(&RuleSet::builtin().unwrap());
+    let a = scanner.scan_bytes("a.py", format!("k = '{}'\n", aws_key()).as_bytes());
+    let b = scanner.scan_bytes("a.py", format!("\n\n\n   k = '{}'\n", aws_key()).as_bytes());
+    let c = scanner.scan_bytes("b.py", format!("k = '{}'\n", aws_key()).as_bytes());
+    assert_eq!(a[0].fingerprint, b[0].fingerprint);
+    assert_ne!((a[0].line, a[0].column), (b[0].line, b[0].column));
+    assert_ne!(a[0].fingerprint, c[0].fingerprint);
+}
+
+#[test]
+fn added_lines_keep_real_line_numbers_and_join_multi_line_keys() {
+    let scanner = Scanner::new(&RuleSet::builtin().unwrap());
+    let body: Vec<String> = (0..5).map(|i| format!("{}{}", "Qm9vYmFy".repeat(7), i).chars().take(64).collect::<String>()).collect();
+    let mut patch = String::from("@@ -1,2 +1,9 @@\n context\n+-----BEGIN OPENSSH PRIVATE KEY-----\n");
+    patch.push_str("+b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n");
+    for (i, l) in body.iter().enumerate() {
+        patch.push_str(&format!("+{}{}\n", &l[..60], ["Zx9Q", "Lp3W", "Vb7N", "Ty5K", "Hm2J"][i]));
+    }
+    patch.push_str("+-----END OPENSSH PRIVATE KEY-----\n context\n@@ -40,0 +47,1 @@\n");
+    patch.push_str(&format!("+aws = {}\n", aws_key()));
+    let lines = added_lines_from_patch(&patch);
+    assert_eq!(lines.first().map(|l| l.0), Some(2));
+    assert_eq!(lines.last().map(|l| l.0), Some(47));
+    let found = scanner.scan_added_lines("k.txt", Some("abc"), lines.iter().map(|(n, l)| (*n, l.as_bytes())));
+    let got: Vec<(&str, u32, u32)> = found.iter().map(|f| (f.rule_id.as_str(), f.line, f.column)).collect();
+    assert_eq!(got, vec![("private-key-openssh", 3, 1), ("aws-access-key-id", 47, 7)]);
+    assert!(found.iter().all(|f| f.commit.as_deref() == Some("abc")));
+}
+
+/// xorshift64*: deterministic pseudo-random numbers without a dependency.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+fn key(f: &Finding) -> (String, u32, u32) {
+    (f.rule_id.clone(), f.line, f.column)
+}
+
+#[test]
+fn randomized_inputs_never_panic_and_streaming_matches_whole_buffer() {
+    let rules = RuleSet::builtin().unwrap();
+    let scanner = Scanner::new(&rules);
+    // Fragments: every rule's examples and negative examples, keywords, separators, junk.
+    let mut pool: Vec<Vec<u8>> = Vec::new();
+    for r in rules.rules() {
+        pool.extend(r.examples.iter().map(|e| e.text().as_bytes().to_vec()));
+        pool.extend(r.negative_examples.iter().map(|e| e.as_bytes().to_vec()));
+        pool.extend(r.keywords.iter().map(|k| k.as_bytes().to_vec()));
+    }
+    for junk in [&b"\n"[..], b"\r\n", b" ", b"\xff\xfe", b"\xe2\x82", b"\"", b"'", b"=", b"opsbot:allow", b"-----", b"\\n", b"\x00"] {
+        pool.push(junk.to_vec());
+    }
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    for _ in 0..400 {
+        let mut data = Vec::new();
+        for _ in 0..rng.below(40) {
+            let frag = &pool[rng.below(pool.len())];
+            // Sometimes cut a fragment or flip a byte.
+            let end = if rng.below(4) == 0 { rng.below(frag.len() + 1) } else { frag.len() };
+            data.extend_from_slice(&frag[..end]);
+            if rng.below(8) == 0 && !data.is_empty() {
+                let i = rng.below(data.len());
+                data[i] = (rng.next() & 0xff) as u8;
+            }
+        }
+        let whole = scanner.scan_bytes("r.txt", &data);
+        for f in &whole {
+            assert!(f.secret.ends_with('…') && f.secret.chars().count() <= 5, "{f:?}");
+            assert!(f.line >= 1 && f.column >= 1);
+        }
+        let mut streamed = Vec::new();
+        match scan_reader(&scanner, "r.txt", &data[..], &mut Vec::new(), &mut streamed).unwrap() {
+            StreamOutcome::Scanned { bytes } => {
+                assert_eq!(bytes, data.len() as u64);
+                let mut a: Vec<_> = whole.iter().map(key).collect();
+                let mut b: Vec<_> = streamed.iter().map(key).collect();
+                a.sort();
+                b.sort();
+                assert_eq!(a, b);
+            }
+            StreamOutcome::Binary => assert!(data[..data.len().min(8192)].contains(&0)),
+        }
+        let text = String::from_utf8_lossy(&data);
+        let _ = opsbot_scan::diff::parse_git_diff(&data);
+        let added = added_lines_from_patch(&text);
+        let _ = scanner.scan_added_lines("r.txt", None, added.iter().map(|(n, l)| (*n, l.as_bytes())));
+    }
+}

@@ -71,6 +71,7 @@ def planted_files():
     c("ci/release.sh", f"export GH_TOKEN=github_pat_{r(22)}_{r(59)}")
     c("ci/release.sh", f"curl -H 'Authorization: token gho_{r(36)}' https://api.github.com/user")
     c("ci/app.yml", f"installation_token: ghs_{r(36)}")
+    c("ci/notify.py", f"SLACK_USER_TOKEN = 'xoxp-{r(12, string.digits)}-{r(12, string.digits)}-{r(13, string.digits)}-{hx(32)}'")
     c("ci/.gitlab-ci.yml", f"  GITLAB_TOKEN: glpat-{url(20)}")
     c("ci/notify.py", f"SLACK_BOT_TOKEN = 'xoxb-{r(12, string.digits)}-{r(13, string.digits)}-{r(24)}'")
     c("ci/notify.py", f"WEBHOOK = 'https://hooks.slack.com/services/T{r(10, string.ascii_uppercase + string.digits)}/B{r(10, string.ascii_uppercase + string.digits)}/{r(24)}'")
@@ -358,8 +359,10 @@ def main():
     rc = os.path.join(BENCH, "secretlintrc.json")
     with open(rc, "w") as fh:
         json.dump({"rules": [{"id": "@secretlint/secretlint-rule-preset-recommend"}]}, fh)
-    sl_t, p = timed([SECRETLINT, "--secretlintrc", rc, "--format", "json", "--no-color", CORPUS + "/**/*"], SLOW_RUNS, cwd=os.path.join(BENCH, "npm"))
-    results["secretlint (recommend)"] = (sl_t, parse_secretlint(p.stdout.decode()))
+    sl_out = os.path.join(BENCH, "secretlint.json")
+    sl_t, p = timed([SECRETLINT, "--secretlintrc", rc, "--format", "json", "--no-color", "--output", sl_out, CORPUS + "/**/*"], SLOW_RUNS, cwd=os.path.join(BENCH, "npm"))
+    with open(sl_out) as fh:
+        results["secretlint (recommend)"] = (sl_t, parse_secretlint(fh.read()))
     ds_t, p = timed(["detect-secrets", "scan", "--all-files", CORPUS], SLOW_RUNS, ok=(0,))
     results["detect-secrets"] = (ds_t, parse_detect_secrets(p.stdout.decode()))
 

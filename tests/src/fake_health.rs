@@ -233,7 +233,11 @@ fn matches_filter(e: &FakeHealthEvent, filter: &Value, org: bool) -> bool {
 }
 
 /// Cuts `items` into a page; `Err` for a bad token.
-fn page(items: Vec<Value>, body: &Value, page_size: usize) -> Result<(Vec<Value>, Option<String>), Response> {
+fn page(
+    items: Vec<Value>,
+    body: &Value,
+    page_size: usize,
+) -> Result<(Vec<Value>, Option<String>), Response> {
     let max = body["maxResults"]
         .as_u64()
         .map(|n| n as usize)
@@ -242,7 +246,10 @@ fn page(items: Vec<Value>, body: &Value, page_size: usize) -> Result<(Vec<Value>
         .max(1);
     let start = match body["nextToken"].as_str() {
         None => 0,
-        Some(tok) => match tok.strip_prefix("tok-").and_then(|n| n.parse::<usize>().ok()) {
+        Some(tok) => match tok
+            .strip_prefix("tok-")
+            .and_then(|n| n.parse::<usize>().ok())
+        {
             Some(n) if n <= items.len() => n,
             _ => {
                 return Err(error(
@@ -271,7 +278,11 @@ fn details_json(e: &FakeHealthEvent) -> (Value, Value) {
     )
 }
 
-async fn handle(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn handle(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let Some(target) = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
@@ -305,12 +316,16 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body
         "DescribeEvents" | "DescribeEventsForOrganization" => {
             let org = target.ends_with("ForOrganization");
             let filter = &body["filter"];
-            let mut found: Vec<&FakeHealthEvent> =
-                events.iter().filter(|e| matches_filter(e, filter, org)).collect();
+            let mut found: Vec<&FakeHealthEvent> = events
+                .iter()
+                .filter(|e| matches_filter(e, filter, org))
+                .collect();
             found.sort_by_key(|e| std::cmp::Reverse(e.last_updated));
             let items = found.into_iter().map(event_json).collect();
             match page(items, &body, page_size) {
-                Ok((items, next)) => reply(StatusCode::OK, with_token(json!({"events": items}), next)),
+                Ok((items, next)) => {
+                    reply(StatusCode::OK, with_token(json!({"events": items}), next))
+                }
                 Err(resp) => resp,
             }
         }
@@ -330,12 +345,18 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body
                     None => failed.push(json!({"eventArn": arn, "errorName": "NotFound", "errorMessage": "no such event"})),
                 }
             }
-            reply(StatusCode::OK, json!({"successfulSet": ok, "failedSet": failed}))
+            reply(
+                StatusCode::OK,
+                json!({"successfulSet": ok, "failedSet": failed}),
+            )
         }
         "DescribeAffectedEntities" => {
             let arns = strings(&body["filter"]["eventArns"]);
             if arns.is_empty() || arns.len() > 10 {
-                return error("ValidationException", "filter.eventArns must hold 1 to 10 ARNs");
+                return error(
+                    "ValidationException",
+                    "filter.eventArns must hold 1 to 10 ARNs",
+                );
             }
             let items: Vec<Value> = arns
                 .iter()
@@ -343,7 +364,9 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body
                 .flat_map(|e| e.entities.iter().map(move |x| entity_json(e, x)))
                 .collect();
             match page(items, &body, page_size) {
-                Ok((items, next)) => reply(StatusCode::OK, with_token(json!({"entities": items}), next)),
+                Ok((items, next)) => {
+                    reply(StatusCode::OK, with_token(json!({"entities": items}), next))
+                }
                 Err(resp) => resp,
             }
         }
@@ -355,14 +378,20 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body
             match page(items, &body, page_size) {
                 Ok((items, next)) => reply(
                     StatusCode::OK,
-                    with_token(json!({"affectedAccounts": items, "eventScopeCode": e.scope}), next),
+                    with_token(
+                        json!({"affectedAccounts": items, "eventScopeCode": e.scope}),
+                        next,
+                    ),
                 ),
                 Err(resp) => resp,
             }
         }
         "DescribeEventDetailsForOrganization" => {
             let Some(filters) = body["organizationEventDetailFilters"].as_array() else {
-                return error("ValidationException", "organizationEventDetailFilters is required");
+                return error(
+                    "ValidationException",
+                    "organizationEventDetailFilters is required",
+                );
             };
             if filters.is_empty() || filters.len() > 10 {
                 return error("ValidationException", "1 to 10 filters");
@@ -380,7 +409,10 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body
                     None => failed.push(json!({"awsAccountId": account, "eventArn": arn, "errorName": "NotFound", "errorMessage": "no such event for this account"})),
                 }
             }
-            reply(StatusCode::OK, json!({"successfulSet": ok, "failedSet": failed}))
+            reply(
+                StatusCode::OK,
+                json!({"successfulSet": ok, "failedSet": failed}),
+            )
         }
         "DescribeAffectedEntitiesForOrganization" => {
             let filters = body["organizationEntityAccountFilters"]

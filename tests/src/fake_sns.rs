@@ -42,7 +42,9 @@ impl Drop for FakeSns {
 }
 
 fn lock(inner: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
-    inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    inner
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl FakeSns {
@@ -126,15 +128,27 @@ async fn handle(
         );
     }
     let Some(topic) = form.get("TopicArn") else {
-        return error(StatusCode::BAD_REQUEST, "InvalidParameter", "TopicArn is required");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "InvalidParameter",
+            "TopicArn is required",
+        );
     };
     let Some(message) = form.get("Message") else {
-        return error(StatusCode::BAD_REQUEST, "InvalidParameter", "Message is required");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "InvalidParameter",
+            "Message is required",
+        );
     };
     let mut state = lock(&inner);
     if state.fail_next > 0 {
         state.fail_next -= 1;
-        return error(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "try again");
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            "try again",
+        );
     }
     if !state.topics.iter().any(|t| t == topic) {
         return error(StatusCode::NOT_FOUND, "NotFound", "Topic does not exist");

@@ -112,8 +112,14 @@ impl RuntimeApi {
         });
         let app = Router::new()
             .route(&format!("{PREFIX}/invocation/next"), get(next))
-            .route(&format!("{PREFIX}/invocation/{{id}}/response"), post(response))
-            .route(&format!("{PREFIX}/invocation/{{id}}/error"), post(invocation_error))
+            .route(
+                &format!("{PREFIX}/invocation/{{id}}/response"),
+                post(response),
+            )
+            .route(
+                &format!("{PREFIX}/invocation/{{id}}/error"),
+                post(invocation_error),
+            )
             .route(&format!("{PREFIX}/init/error"), post(init_error))
             .fallback(|| async {
                 (
@@ -153,7 +159,10 @@ impl RuntimeApi {
             ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128".into()),
             ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into()),
             ("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}")),
-            ("AWS_LAMBDA_LOG_STREAM_NAME", "2025/01/01/[$LATEST]0123456789abcdef".into()),
+            (
+                "AWS_LAMBDA_LOG_STREAM_NAME",
+                "2025/01/01/[$LATEST]0123456789abcdef".into(),
+            ),
             ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".into()),
             ("_HANDLER", "bootstrap".into()),
             ("AWS_REGION", "us-east-1".into()),
@@ -298,7 +307,10 @@ async fn next(State(shared): State<Arc<Shared>>) -> Response {
     let mut headers = HeaderMap::new();
     headers.insert("content-type", HeaderValue::from_static("application/json"));
     headers.insert("lambda-runtime-aws-request-id", header(&queued.request_id));
-    headers.insert("lambda-runtime-deadline-ms", header(&deadline_ms.to_string()));
+    headers.insert(
+        "lambda-runtime-deadline-ms",
+        header(&deadline_ms.to_string()),
+    );
     headers.insert(
         "lambda-runtime-invoked-function-arn",
         header(&format!(

@@ -17,10 +17,7 @@ const REPO: &str = "acme/ops";
 const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:opsbot-health-alerts";
 
 fn fixture(name: &str) -> HealthEvent {
-    let path = format!(
-        "{}/fixtures/health/{name}.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = format!("{}/fixtures/health/{name}.json", env!("CARGO_MANIFEST_DIR"));
     parse_input_bytes(&std::fs::read(path).unwrap())
         .events
         .remove(0)
@@ -51,7 +48,11 @@ async fn simultaneous_copies_converge_on_one_open_issue() {
     github.create_repo(REPO);
     let (a, b) = (tracker(&github).await, tracker(&github).await);
     let t = target();
-    for name in ["rds_maintenance", "ec2_instance_retirement", "abuse_dos_report"] {
+    for name in [
+        "rds_maintenance",
+        "ec2_instance_retirement",
+        "abuse_dos_report",
+    ] {
         let event = fixture(name);
         let (x, y) = tokio::join!(file_event(&a, &t, &event), file_event(&b, &t, &event));
         let (x, y) = (x.unwrap(), y.unwrap());
@@ -84,11 +85,20 @@ async fn label_listing_finds_issues_search_has_not_indexed_yet() {
     github.set_search_lag(std::time::Duration::from_secs(600));
     let t = tracker(&github).await;
     let event = fixture("lambda_runtime_deprecation");
-    assert_eq!(file_event(&t, &target(), &event).await.unwrap().outcome, "created");
-    assert_eq!(file_event(&t, &target(), &event).await.unwrap().outcome, "unchanged");
+    assert_eq!(
+        file_event(&t, &target(), &event).await.unwrap().outcome,
+        "created"
+    );
+    assert_eq!(
+        file_event(&t, &target(), &event).await.unwrap().outcome,
+        "unchanged"
+    );
     assert_eq!(github.issues(REPO).len(), 1);
     assert!(
-        github.requests().iter().all(|r| !r.path.contains("/search/")),
+        github
+            .requests()
+            .iter()
+            .all(|r| !r.path.contains("/search/")),
         "{:?}",
         github.requests()
     );
@@ -116,14 +126,20 @@ async fn sns_notifier_publishes_and_reports_failures() {
     let sns = FakeSns::start(&[TOPIC]).await;
     let notifier = SnsNotifier::new(sns_client(&sns), TOPIC);
     notifier
-        .publish("opsbot: could not file", "Event ARN: arn:aws:health:…\nError: 502 & <boom>")
+        .publish(
+            "opsbot: could not file",
+            "Event ARN: arn:aws:health:…\nError: 502 & <boom>",
+        )
         .await
         .unwrap();
     let sent = sns.published();
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].topic_arn, TOPIC);
     assert_eq!(sent[0].subject.as_deref(), Some("opsbot: could not file"));
-    assert_eq!(sent[0].message, "Event ARN: arn:aws:health:…\nError: 502 & <boom>");
+    assert_eq!(
+        sent[0].message,
+        "Event ARN: arn:aws:health:…\nError: 502 & <boom>"
+    );
 
     sns.fail_next(1);
     let err = notifier.publish("s", "m").await.unwrap_err();

@@ -61,7 +61,13 @@ fn query(organization: bool) -> ReconcileQuery {
     }
 }
 
-fn event(arn_suffix: &str, service: &str, code: &str, status: &str, updated: i64) -> FakeHealthEvent {
+fn event(
+    arn_suffix: &str,
+    service: &str,
+    code: &str,
+    status: &str,
+    updated: i64,
+) -> FakeHealthEvent {
     FakeHealthEvent {
         arn: format!("arn:aws:health:us-east-1::event/{service}/{code}/{code}_{arn_suffix}"),
         service: service.into(),
@@ -112,15 +118,39 @@ async fn reconcile(
 async fn reconcile_files_missing_events_once_and_updates_changed_ones() {
     let health = FakeHealth::start().await;
     health.set_page_size(1); // every listing takes several pages
-    let mut ec2 = event("1", "EC2", "AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED", "open", NOW - DAY);
+    let mut ec2 = event(
+        "1",
+        "EC2",
+        "AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED",
+        "open",
+        NOW - DAY,
+    );
     ec2.entities = vec![entity("i-0aaa"), entity("i-0bbb")];
     health.add_event(ec2.clone());
-    let mut rds = event("2", "RDS", "AWS_RDS_MAINTENANCE_SCHEDULED", "upcoming", NOW - 2 * DAY);
+    let mut rds = event(
+        "2",
+        "RDS",
+        "AWS_RDS_MAINTENANCE_SCHEDULED",
+        "upcoming",
+        NOW - 2 * DAY,
+    );
     rds.entities = vec![entity("orders-prod")];
     health.add_event(rds);
     // Not fetched: closed, and too old.
-    health.add_event(event("3", "EC2", "AWS_EC2_OPERATIONAL_ISSUE", "closed", NOW - DAY));
-    health.add_event(event("4", "S3", "AWS_S3_OPERATIONAL_NOTIFICATION", "open", NOW - 30 * DAY));
+    health.add_event(event(
+        "3",
+        "EC2",
+        "AWS_EC2_OPERATIONAL_ISSUE",
+        "closed",
+        NOW - DAY,
+    ));
+    health.add_event(event(
+        "4",
+        "S3",
+        "AWS_S3_OPERATIONAL_NOTIFICATION",
+        "open",
+        NOW - 30 * DAY,
+    ));
 
     let github = FakeGitHub::start().await;
     github.create_repo(REPO);
@@ -130,7 +160,10 @@ async fn reconcile_files_missing_events_once_and_updates_changed_ones() {
     assert_eq!(
         first,
         [
-            ("AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED".to_string(), "created"),
+            (
+                "AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED".to_string(),
+                "created"
+            ),
             ("AWS_RDS_MAINTENANCE_SCHEDULED".to_string(), "created"),
         ]
     );
@@ -139,13 +172,20 @@ async fn reconcile_files_missing_events_once_and_updates_changed_ones() {
     let ec2_issue = issues.iter().find(|i| i.title.contains("EC2")).unwrap();
     assert!(ec2_issue.body.contains("`i-0bbb`"));
     assert!(ec2_issue.body.contains("| Account | 123456789012 |"));
-    assert!(ec2_issue.body.contains("AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED for 1"));
+    assert!(
+        ec2_issue
+            .body
+            .contains("AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED for 1")
+    );
     assert!(ec2_issue.body.contains("`team=payments`"));
     assert!(ec2_issue.body.contains("| PENDING |"));
 
     // Pagination was used, and the detail/entity calls were made.
     let calls = health.calls();
-    assert!(calls.iter().filter(|c| *c == "DescribeEvents").count() >= 2, "{calls:?}");
+    assert!(
+        calls.iter().filter(|c| *c == "DescribeEvents").count() >= 2,
+        "{calls:?}"
+    );
     assert!(calls.contains(&"DescribeEventDetails".to_string()));
     assert!(calls.contains(&"DescribeAffectedEntities".to_string()));
 
@@ -159,7 +199,10 @@ async fn reconcile_files_missing_events_once_and_updates_changed_ones() {
     ec2.entities[0].status = Some("IMPAIRED".into());
     health.update_event(ec2);
     let third = reconcile(&svc, &health, false).await;
-    assert!(third.contains(&("AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED".to_string(), "updated")));
+    assert!(third.contains(&(
+        "AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED".to_string(),
+        "updated"
+    )));
     let ec2_issue = github
         .issues(REPO)
         .into_iter()
@@ -172,7 +215,10 @@ async fn reconcile_files_missing_events_once_and_updates_changed_ones() {
 #[tokio::test]
 async fn organizational_reconcile_matches_eventbridge_deliveries() {
     // The org-view fixture as EventBridge delivers it…
-    let fixture_path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/health/org_instance_stop.json");
+    let fixture_path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/health/org_instance_stop.json"
+    );
     let delivered: serde_json::Value =
         serde_json::from_slice(&std::fs::read(fixture_path).unwrap()).unwrap();
     let d = &delivered["detail"];
@@ -228,10 +274,17 @@ async fn organizational_reconcile_matches_eventbridge_deliveries() {
     let outcomes = reconcile(&svc, &health, true).await;
     let mut o: Vec<&str> = outcomes.iter().map(|(_, o)| *o).collect();
     o.sort();
-    assert_eq!(o, ["created", "unchanged"], "the delivered account is recognised");
+    assert_eq!(
+        o,
+        ["created", "unchanged"],
+        "the delivered account is recognised"
+    );
     let issues = github.issues(REPO);
     assert_eq!(issues.len(), 2);
-    let second = issues.iter().find(|i| i.title.contains("333344445555")).unwrap();
+    let second = issues
+        .iter()
+        .find(|i| i.title.contains("333344445555"))
+        .unwrap();
     assert!(second.body.contains("`i-0333333333333333a`"));
     assert!(!second.body.contains("i-0badc0ffee0ddf00d"));
     let calls = health.calls();
@@ -276,5 +329,8 @@ async fn health_api_errors_are_reported_with_the_operation() {
         .await
         .unwrap_err();
     assert_eq!(err.operation, "DescribeEvents");
-    assert!(err.to_string().starts_with("AWS Health DescribeEvents: "), "{err}");
+    assert!(
+        err.to_string().starts_with("AWS Health DescribeEvents: "),
+        "{err}"
+    );
 }

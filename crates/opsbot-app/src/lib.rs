@@ -27,7 +27,9 @@ pub const WEBHOOK_SECRET_ENV: &str = "GITHUB_WEBHOOK_SECRET";
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    #[error("{WEBHOOK_SECRET_ENV} is not set: the webhook secret of the GitHub App is required to verify deliveries")]
+    #[error(
+        "{WEBHOOK_SECRET_ENV} is not set: the webhook secret of the GitHub App is required to verify deliveries"
+    )]
     MissingWebhookSecret,
     #[error(
         "the App server needs GitHub App credentials: set GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY (or GITHUB_APP_PRIVATE_KEY_PATH)"
@@ -73,12 +75,19 @@ mod tests {
 
     #[test]
     fn webhook_secret_is_required() {
-        assert!(matches!(webhook_secret_from(None), Err(AppError::MissingWebhookSecret)));
+        assert!(matches!(
+            webhook_secret_from(None),
+            Err(AppError::MissingWebhookSecret)
+        ));
         assert!(matches!(
             webhook_secret_from(Some(String::new())),
             Err(AppError::MissingWebhookSecret)
         ));
         assert!(webhook_secret_from(Some("s".into())).is_ok());
-        assert!(AppError::MissingWebhookSecret.to_string().contains("GITHUB_WEBHOOK_SECRET"));
+        assert!(
+            AppError::MissingWebhookSecret
+                .to_string()
+                .contains("GITHUB_WEBHOOK_SECRET")
+        );
     }
 }

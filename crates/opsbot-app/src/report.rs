@@ -218,7 +218,9 @@ fn plural(n: usize, one: &str, many: &str) -> String {
 }
 
 fn table_cell(text: &str) -> String {
-    text.replace('|', "\\|").replace('`', "'").replace('\n', " ")
+    text.replace('|', "\\|")
+        .replace('`', "'")
+        .replace('\n', " ")
 }
 
 fn truncate(text: &str, max: usize) -> String {
@@ -270,7 +272,11 @@ mod tests {
         let patches = report.patches();
         assert_eq!(patches.len(), 1);
         assert_eq!(patches[0].conclusion.as_deref(), Some("success"));
-        assert!(report.summary.contains("No secrets in the 300 added lines of 2 files"));
+        assert!(
+            report
+                .summary
+                .contains("No secrets in the 300 added lines of 2 files")
+        );
     }
 
     #[test]
@@ -302,7 +308,11 @@ mod tests {
         assert!(a.message.contains("rotate"));
         assert!(a.message.contains("opsbot:allow"));
         assert_eq!(report.title, "1 secret found");
-        assert!(report.summary.contains("| `keys.txt` | 1 | `aws-access-key-id` | `AKIA…` |"));
+        assert!(
+            report
+                .summary
+                .contains("| `keys.txt` | 1 | `aws-access-key-id` | `AKIA…` |")
+        );
     }
 
     #[test]
@@ -312,8 +322,17 @@ mod tests {
             report.batches.iter().map(Vec::len).sum::<usize>(),
             MAX_ANNOTATIONS
         );
-        assert!(report.batches.iter().all(|b| b.len() <= MAX_ANNOTATIONS_PER_REQUEST));
-        assert!(report.summary.contains("Only the first 1000 findings are annotated"));
+        assert!(
+            report
+                .batches
+                .iter()
+                .all(|b| b.len() <= MAX_ANNOTATIONS_PER_REQUEST)
+        );
+        assert!(
+            report
+                .summary
+                .contains("Only the first 1000 findings are annotated")
+        );
     }
 
     #[test]
@@ -321,10 +340,17 @@ mod tests {
         let mut o = outcome(0);
         o.notes.push("big.bin: no patch (binary)".into());
         let report = CheckReport::from_outcome(&o);
-        assert!(report.summary.contains("### Not scanned\n- big.bin: no patch (binary)"));
+        assert!(
+            report
+                .summary
+                .contains("### Not scanned\n- big.bin: no patch (binary)")
+        );
         let p = scan_error_patch("push to refs/heads/main", "compare failed: 502");
         assert_eq!(p.conclusion.as_deref(), Some("failure"));
-        assert!(p.output.is_some_and(|o| o.summary.contains("compare failed: 502")));
+        assert!(
+            p.output
+                .is_some_and(|o| o.summary.contains("compare failed: 502"))
+        );
     }
 
     #[test]

@@ -13,12 +13,12 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use axum::{Json, Router};
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Json, Router};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use tokio::sync::Semaphore;
@@ -202,7 +202,10 @@ pub async fn serve_until(
         .await;
     let waiting = state.in_flight();
     if waiting > 0 {
-        info!(scans = waiting, "shutting down: waiting for scans in flight");
+        info!(
+            scans = waiting,
+            "shutting down: waiting for scans in flight"
+        );
     }
     state.drain().await;
     result
@@ -252,13 +255,17 @@ async fn webhook(State(state): State<AppState>, request: Request) -> Response {
 
     // 2. Signature over the raw bytes, before any parsing.
     let secret = state.inner.config.webhook_secret.expose_secret().as_bytes();
-    if let Err(err) = signature::verify(secret, header_str(&headers, "x-hub-signature-256"), &body) {
+    if let Err(err) = signature::verify(secret, header_str(&headers, "x-hub-signature-256"), &body)
+    {
         state
             .stats()
             .rejected_signatures
             .fetch_add(1, Ordering::Relaxed);
         warn!(error = %err, bytes = body.len(), "webhook refused");
-        return answer(StatusCode::UNAUTHORIZED, json!({ "error": err.to_string() }));
+        return answer(
+            StatusCode::UNAUTHORIZED,
+            json!({ "error": err.to_string() }),
+        );
     }
 
     // 3. Headers GitHub always sends.

@@ -67,7 +67,10 @@ mod tests {
 
     #[test]
     fn refuses_missing_malformed_and_wrong_signatures() {
-        assert_eq!(verify(DOC_SECRET, None, DOC_BODY), Err(SignatureError::Missing));
+        assert_eq!(
+            verify(DOC_SECRET, None, DOC_BODY),
+            Err(SignatureError::Missing)
+        );
         assert_eq!(
             verify(DOC_SECRET, Some("sha1=abcdef"), DOC_BODY),
             Err(SignatureError::Malformed)
@@ -89,12 +92,18 @@ mod tests {
             verify(DOC_SECRET, Some(DOC_SIGNATURE), b"Hello, World?"),
             Err(SignatureError::Mismatch)
         );
-        assert_eq!(verify(b"", Some(DOC_SIGNATURE), DOC_BODY), Err(SignatureError::EmptySecret));
+        assert_eq!(
+            verify(b"", Some(DOC_SIGNATURE), DOC_BODY),
+            Err(SignatureError::EmptySecret)
+        );
     }
 
     #[test]
     fn uppercase_hex_is_accepted() {
         let upper = DOC_SIGNATURE.replace("sha256=", "").to_uppercase();
-        assert_eq!(verify(DOC_SECRET, Some(&format!("sha256={upper}")), DOC_BODY), Ok(()));
+        assert_eq!(
+            verify(DOC_SECRET, Some(&format!("sha256={upper}")), DOC_BODY),
+            Ok(())
+        );
     }
 }

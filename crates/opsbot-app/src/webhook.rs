@@ -221,7 +221,10 @@ pub fn route(event: &str, delivery: &str, body: &[u8]) -> Result<Route, WebhookE
         "check_suite" => {
             let ev: CheckSuiteEvent = parse(event, body)?;
             if ev.action != "rerequested" {
-                return Ok(Route::Ignore(format!("check_suite {} is not handled", ev.action)));
+                return Ok(Route::Ignore(format!(
+                    "check_suite {} is not handled",
+                    ev.action
+                )));
             }
             let installation_id = installation(event, ev.installation.as_ref())?;
             Ok(route_suite(
@@ -236,7 +239,10 @@ pub fn route(event: &str, delivery: &str, body: &[u8]) -> Result<Route, WebhookE
         "check_run" => {
             let ev: CheckRunEvent = parse(event, body)?;
             if ev.action != "rerequested" {
-                return Ok(Route::Ignore(format!("check_run {} is not handled", ev.action)));
+                return Ok(Route::Ignore(format!(
+                    "check_run {} is not handled",
+                    ev.action
+                )));
             }
             let installation_id = installation(event, ev.installation.as_ref())?;
             Ok(route_suite(
@@ -293,7 +299,10 @@ fn route_push(delivery: &str, ev: PushEvent) -> Result<Route, WebhookError> {
 
 fn route_pull(delivery: &str, ev: PullRequestEvent) -> Result<Route, WebhookError> {
     if !matches!(ev.action.as_str(), "opened" | "synchronize" | "reopened") {
-        return Ok(Route::Ignore(format!("pull_request {} is not handled", ev.action)));
+        return Ok(Route::Ignore(format!(
+            "pull_request {} is not handled",
+            ev.action
+        )));
     }
     let installation_id = installation("pull_request", ev.installation.as_ref())?;
     let number = ev.pull_request.number;
@@ -488,14 +497,21 @@ mod tests {
 
     #[test]
     fn errors_name_the_field_and_unknown_events_are_ignored() {
-        let err = route("pull_request", "d", br#"{"action":"opened","pull_request":{"number":"x"}}"#)
-            .unwrap_err();
+        let err = route(
+            "pull_request",
+            "d",
+            br#"{"action":"opened","pull_request":{"number":"x"}}"#,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("pull_request.number"), "{err}");
         let body = json!({ "action": "opened", "pull_request": { "number": 1, "head": {"sha": "h"}, "base": {"sha": "b"} }, "repository": repository() });
         let err = route("pull_request", "d", body.to_string().as_bytes()).unwrap_err();
         assert!(err.to_string().contains("installation.id"), "{err}");
         assert!(route("push", "d", b"not json").is_err());
-        assert!(matches!(route("issues", "d", b"{}").unwrap(), Route::Ignore(_)));
+        assert!(matches!(
+            route("issues", "d", b"{}").unwrap(),
+            Route::Ignore(_)
+        ));
         assert_eq!(route("ping", "d", b"{}").unwrap(), Route::Ping);
     }
 }

@@ -164,7 +164,12 @@ impl Worker {
 
     /// Reads `opsbot.toml` at the head commit. A broken file is noted and the built-in rules
     /// are used (never fewer rules than the default).
-    async fn repo_policy(&self, gh: &GitHub, job: &ScanJob, notes: &mut Vec<String>) -> RepoScanPolicy {
+    async fn repo_policy(
+        &self,
+        gh: &GitHub,
+        job: &ScanJob,
+        notes: &mut Vec<String>,
+    ) -> RepoScanPolicy {
         let default = RepoScanPolicy {
             scanner: self.scanner.clone(),
             allow_paths: Vec::new(),
@@ -174,7 +179,9 @@ impl Worker {
             Ok(Some(file)) => String::from_utf8_lossy(&file.bytes).into_owned(),
             Ok(None) => return default,
             Err(e) => {
-                notes.push(format!("opsbot.toml could not be read ({e}); built-in rules used"));
+                notes.push(format!(
+                    "opsbot.toml could not be read ({e}); built-in rules used"
+                ));
                 return default;
             }
         };
@@ -354,7 +361,11 @@ async fn changed_files(
 }
 
 /// The files one commit changes against its first parent.
-async fn commit_files(gh: &GitHub, repo: &RepoRef, sha: &str) -> Result<Vec<ChangedFile>, GitHubError> {
+async fn commit_files(
+    gh: &GitHub,
+    repo: &RepoRef,
+    sha: &str,
+) -> Result<Vec<ChangedFile>, GitHubError> {
     #[derive(Deserialize)]
     struct CommitWithFiles {
         #[serde(default)]
@@ -387,7 +398,10 @@ mod tests {
 
     fn key(seed: char) -> String {
         // A syntactically valid AWS access key id with enough entropy, built at run time.
-        let body: String = "Z3MHQ5WXK2PLV7R".chars().chain(std::iter::once(seed)).collect();
+        let body: String = "Z3MHQ5WXK2PLV7R"
+            .chars()
+            .chain(std::iter::once(seed))
+            .collect();
         format!("AKIA{body}")
     }
 
@@ -435,10 +449,16 @@ mod tests {
         )
         .unwrap();
         let scanner = scanner.unwrap();
-        assert!(scanner.scan_bytes("a", format!("k = {}", key('D')).as_bytes()).is_empty());
+        assert!(
+            scanner
+                .scan_bytes("a", format!("k = {}", key('D')).as_bytes())
+                .is_empty()
+        );
         assert_eq!(allow.len(), 1);
         assert_eq!(baseline.as_deref(), Some(".opsbot-baseline.json"));
-        let err = policy_from_config("[scan]\nallow_paths = [\"(\"]\n").err().unwrap();
+        let err = policy_from_config("[scan]\nallow_paths = [\"(\"]\n")
+            .err()
+            .unwrap();
         assert!(err.contains("allow_paths"), "{err}");
         assert!(policy_from_config("[scan]\nbogus = 1\n").is_err());
         assert!(policy_from_config("[health]\nx = 1\n").unwrap().0.is_none());

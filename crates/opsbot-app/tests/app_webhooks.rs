@@ -109,7 +109,13 @@ impl Harness {
         format!("http://{}/webhook", self.server.as_ref().unwrap().addr())
     }
 
-    async fn post_raw(&self, event: &str, delivery: &str, body: Vec<u8>, signature: Option<String>) -> (u16, Value) {
+    async fn post_raw(
+        &self,
+        event: &str,
+        delivery: &str,
+        body: Vec<u8>,
+        signature: Option<String>,
+    ) -> (u16, Value) {
         let mut req = self
             .http
             .post(self.url())
@@ -257,13 +263,20 @@ async fn push_with_secrets_fails_the_check_with_one_annotation_per_finding() {
     let after = h.fake.commit_files(
         REPO,
         "main",
-        &[("app/config.py", &config), ("README.md", "# infra\n\nNothing secret here.\n")],
+        &[
+            ("app/config.py", &config),
+            ("README.md", "# infra\n\nNothing secret here.\n"),
+        ],
         "add config",
     );
     h.fake.clear_requests();
 
     let (status, body) = h
-        .deliver("push", "delivery-push-1", &push_payload("refs/heads/main", &before, &after))
+        .deliver(
+            "push",
+            "delivery-push-1",
+            &push_payload("refs/heads/main", &before, &after),
+        )
         .await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["status"], "accepted");
@@ -289,29 +302,71 @@ async fn push_with_secrets_fails_the_check_with_one_annotation_per_finding() {
         .iter()
         .map(|a| a["message"].as_str().unwrap())
         .collect();
-    assert!(rules[0].contains("aws-access-key-id") && rules[0].contains("`AKIA…`"), "{}", rules[0]);
-    assert!(rules[2].contains("github-pat-classic") && rules[2].contains("`ghp_…`"), "{}", rules[2]);
-    assert!(rules.iter().all(|m| m.contains("opsbot:allow") && m.contains("rotate")));
-    assert!(run.annotations.iter().all(|a| a["annotation_level"] == "failure"));
+    assert!(
+        rules[0].contains("aws-access-key-id") && rules[0].contains("`AKIA…`"),
+        "{}",
+        rules[0]
+    );
+    assert!(
+        rules[2].contains("github-pat-classic") && rules[2].contains("`ghp_…`"),
+        "{}",
+        rules[2]
+    );
+    assert!(
+        rules
+            .iter()
+            .all(|m| m.contains("opsbot:allow") && m.contains("rotate"))
+    );
+    assert!(
+        run.annotations
+            .iter()
+            .all(|a| a["annotation_level"] == "failure")
+    );
 
     // No secret in full anywhere in what GitHub received.
     let everything = format!("{:?}{:?}", run.annotations, run.summary);
     for s in [&k1, &k2, &tok, &aws_key(1)] {
-        assert!(!everything.contains(s.as_str()), "secret leaked into the check run");
+        assert!(
+            !everything.contains(s.as_str()),
+            "secret leaked into the check run"
+        );
     }
     // The API was used (no clone): token, check run, opsbot.toml lookup, compare, update.
-    let paths: Vec<String> = h.fake.requests().iter().map(|r| format!("{} {}", r.method, r.path)).collect();
-    assert!(paths.iter().any(|p| p.starts_with("POST /app/installations/77/access_tokens")), "{paths:?}");
-    assert!(paths.iter().any(|p| p.contains(&format!("/compare/{before}...{after}"))), "{paths:?}");
-    assert!(paths.iter().any(|p| p.starts_with("PATCH /repos/acme/infra/check-runs/")), "{paths:?}");
+    let paths: Vec<String> = h
+        .fake
+        .requests()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert!(
+        paths
+            .iter()
+            .any(|p| p.starts_with("POST /app/installations/77/access_tokens")),
+        "{paths:?}"
+    );
+    assert!(
+        paths
+            .iter()
+            .any(|p| p.contains(&format!("/compare/{before}...{after}"))),
+        "{paths:?}"
+    );
+    assert!(
+        paths
+            .iter()
+            .any(|p| p.starts_with("PATCH /repos/acme/infra/check-runs/")),
+        "{paths:?}"
+    );
 }
 
 #[tokio::test]
 async fn bad_or_missing_signature_is_401_and_does_no_work() {
     let h = start().await;
-    let after = h.fake.commit_files(REPO, "main", &[("k.txt", &aws_key(9))], "k");
+    let after = h
+        .fake
+        .commit_files(REPO, "main", &[("k.txt", &aws_key(9))], "k");
     h.fake.clear_requests();
-    let body = serde_json::to_vec(&push_payload("refs/heads/main", &"a".repeat(40), &after)).unwrap();
+    let body =
+        serde_json::to_vec(&push_payload("refs/heads/main", &"a".repeat(40), &after)).unwrap();
 
     let wrong = sign(b"not-the-secret", &body);
     let (status, resp) = h.post_raw("push", "d-bad", body.clone(), Some(wrong)).await;
@@ -325,12 +380,31 @@ async fn bad_or_missing_signature_is_401_and_does_no_work() {
     let (status, _) = h.post_raw("push", "d-tampered", tampered, Some(sig)).await;
     assert_eq!(status, 401);
     // Not even JSON: refused on the signature, never parsed.
-    let (status, _) = h.post_raw("push", "d-garbage", b"{not json".to_vec(), Some("sha256=00".into())).await;
+    let (status, _) = h
+        .post_raw(
+            "push",
+            "d-garbage",
+            b"{not json".to_vec(),
+            Some("sha256=00".into()),
+        )
+        .await;
     assert_eq!(status, 401);
 
     assert_eq!(h.state.in_flight(), 0);
-    assert_eq!(h.state.stats().accepted.load(std::sync::atomic::Ordering::Relaxed), 0);
-    assert_eq!(h.state.stats().rejected_signatures.load(std::sync::atomic::Ordering::Relaxed), 4);
+    assert_eq!(
+        h.state
+            .stats()
+            .accepted
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    assert_eq!(
+        h.state
+            .stats()
+            .rejected_signatures
+            .load(std::sync::atomic::Ordering::Relaxed),
+        4
+    );
     assert!(h.fake.requests().is_empty(), "{:?}", h.fake.requests());
     assert!(h.fake.check_runs(REPO).is_empty());
 
@@ -347,7 +421,12 @@ async fn bad_or_missing_signature_is_401_and_does_no_work() {
 async fn a_duplicate_delivery_makes_no_second_check_run() {
     let h = start().await;
     let before = h.fake.commit_files(REPO, "main", &[("a.txt", "a\n")], "a");
-    let after = h.fake.commit_files(REPO, "main", &[("b.env", &format!("KEY={}\n", aws_key(11)))], "b");
+    let after = h.fake.commit_files(
+        REPO,
+        "main",
+        &[("b.env", &format!("KEY={}\n", aws_key(11)))],
+        "b",
+    );
     let payload = push_payload("refs/heads/main", &before, &after);
 
     let (first, _) = h.deliver("push", "same-delivery", &payload).await;
@@ -370,14 +449,22 @@ async fn a_duplicate_delivery_makes_no_second_check_run() {
 #[tokio::test]
 async fn a_push_with_120_findings_is_annotated_in_three_batches() {
     let h = start().await;
-    let before = h.fake.commit_files(REPO, "main", &[("keys.txt", "header\n")], "base");
+    let before = h
+        .fake
+        .commit_files(REPO, "main", &[("keys.txt", "header\n")], "base");
     let mut text = String::from("header\n");
     for i in 0..120 {
         text.push_str(&format!("key_{i} = {}\n", aws_key(1000 + i)));
     }
-    let after = h.fake.commit_files(REPO, "main", &[("keys.txt", &text)], "120 keys");
+    let after = h
+        .fake
+        .commit_files(REPO, "main", &[("keys.txt", &text)], "120 keys");
     let (status, _) = h
-        .deliver("push", "d-120", &push_payload("refs/heads/main", &before, &after))
+        .deliver(
+            "push",
+            "d-120",
+            &push_payload("refs/heads/main", &before, &after),
+        )
         .await;
     assert_eq!(status, 202);
     let runs = h.settled_check_runs().await;
@@ -394,18 +481,30 @@ async fn a_push_with_120_findings_is_annotated_in_three_batches() {
 #[tokio::test]
 async fn a_clean_push_succeeds() {
     let h = start().await;
-    let before = h.fake.commit_files(REPO, "main", &[("main.tf", "terraform {}\n")], "base");
+    let before = h
+        .fake
+        .commit_files(REPO, "main", &[("main.tf", "terraform {}\n")], "base");
     let after = h.fake.commit_files(
         REPO,
         "main",
         &[
-            ("main.tf", "terraform {\n  required_version = \">= 1.6\"\n}\n"),
-            ("docs/setup.md", "Set AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE in your shell.\n"),
+            (
+                "main.tf",
+                "terraform {\n  required_version = \">= 1.6\"\n}\n",
+            ),
+            (
+                "docs/setup.md",
+                "Set AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE in your shell.\n",
+            ),
         ],
         "docs",
     );
     let (status, _) = h
-        .deliver("push", "d-clean", &push_payload("refs/heads/main", &before, &after))
+        .deliver(
+            "push",
+            "d-clean",
+            &push_payload("refs/heads/main", &before, &after),
+        )
         .await;
     assert_eq!(status, 202);
     let runs = h.settled_check_runs().await;
@@ -413,16 +512,24 @@ async fn a_clean_push_succeeds() {
     assert_eq!(runs[0].conclusion.as_deref(), Some("success"));
     assert_eq!(runs[0].title.as_deref(), Some("No secrets found"));
     assert!(runs[0].annotations.is_empty());
-    assert!(runs[0].summary.as_deref().unwrap().contains("of 2 files"), "{:?}", runs[0].summary);
+    assert!(
+        runs[0].summary.as_deref().unwrap().contains("of 2 files"),
+        "{:?}",
+        runs[0].summary
+    );
 }
 
 /// Creates `feature` from `main`, commits `files` on it and opens a PR; returns
 /// (PR number, head sha, base sha).
 async fn open_pull(h: &Harness, files: &[(&str, &str)]) -> (u64, String, String) {
-    let base = h.fake.commit_files(REPO, "main", &[("src/app.py", "print('hello')\n")], "base");
+    let base = h
+        .fake
+        .commit_files(REPO, "main", &[("src/app.py", "print('hello')\n")], "base");
     let dev = developer(&h.fake);
     let repo = RepoRef::new("acme", "infra");
-    dev.create_ref(&repo, "refs/heads/feature", &base).await.unwrap();
+    dev.create_ref(&repo, "refs/heads/feature", &base)
+        .await
+        .unwrap();
     let head = h.fake.commit_files(REPO, "feature", files, "feature work");
     let pr = dev
         .create_pull(
@@ -442,31 +549,44 @@ async fn open_pull(h: &Harness, files: &[(&str, &str)]) -> (u64, String, String)
 #[tokio::test]
 async fn pull_request_opened_scans_the_pull_requests_files() {
     let h = start().await;
-    let secret_file = format!("def connect():\n    token = \"{}\"\n    return token\n", github_token(21));
+    let secret_file = format!(
+        "def connect():\n    token = \"{}\"\n    return token\n",
+        github_token(21)
+    );
     let (number, head, base) = open_pull(&h, &[("src/client.py", &secret_file)]).await;
     h.fake.clear_requests();
 
     let (status, _) = h
-        .deliver("pull_request", "d-pr", &pull_request_payload("opened", number, &head, &base))
+        .deliver(
+            "pull_request",
+            "d-pr",
+            &pull_request_payload("opened", number, &head, &base),
+        )
         .await;
     assert_eq!(status, 202);
     let runs = h.settled_check_runs().await;
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].head_sha, head);
     assert_eq!(runs[0].conclusion.as_deref(), Some("failure"));
-    assert_eq!(annotation_lines(&runs[0]), vec![("src/client.py".to_owned(), 2)]);
+    assert_eq!(
+        annotation_lines(&runs[0]),
+        vec![("src/client.py".to_owned(), 2)]
+    );
     assert!(
-        h.fake
-            .requests()
-            .iter()
-            .any(|r| r.path.starts_with(&format!("/repos/acme/infra/pulls/{number}/files"))),
+        h.fake.requests().iter().any(|r| r
+            .path
+            .starts_with(&format!("/repos/acme/infra/pulls/{number}/files"))),
         "{:?}",
         h.fake.requests()
     );
 
     // Closing is not scanned.
     let (status, body) = h
-        .deliver("pull_request", "d-pr-closed", &pull_request_payload("closed", number, &head, &base))
+        .deliver(
+            "pull_request",
+            "d-pr-closed",
+            &pull_request_payload("closed", number, &head, &base),
+        )
         .await;
     assert_eq!((status, body["status"].as_str()), (202, Some("ignored")));
     assert_eq!(h.settled_check_runs().await.len(), 1);
@@ -485,10 +605,19 @@ async fn a_new_branch_is_compared_with_the_default_branch_and_rerun_works() {
     dev.create_ref(&RepoRef::new("acme", "infra"), "refs/heads/topic", &base)
         .await
         .unwrap();
-    let head = h.fake.commit_files(REPO, "topic", &[("new.env", &format!("K={}\n", aws_key(31)))], "new");
+    let head = h.fake.commit_files(
+        REPO,
+        "topic",
+        &[("new.env", &format!("K={}\n", aws_key(31)))],
+        "new",
+    );
 
     let (status, _) = h
-        .deliver("push", "d-new-branch", &push_payload("refs/heads/topic", NULL_SHA, &head))
+        .deliver(
+            "push",
+            "d-new-branch",
+            &push_payload("refs/heads/topic", NULL_SHA, &head),
+        )
         .await;
     assert_eq!(status, 202);
     let runs = h.settled_check_runs().await;
@@ -498,7 +627,11 @@ async fn a_new_branch_is_compared_with_the_default_branch_and_rerun_works() {
 
     // "Re-run" in the checks UI sends check_run rerequested: a second, identical run.
     let (status, _) = h
-        .deliver("check_run", "d-rerun", &check_run_rerequested_payload(&head, &base))
+        .deliver(
+            "check_run",
+            "d-rerun",
+            &check_run_rerequested_payload(&head, &base),
+        )
         .await;
     assert_eq!(status, 202);
     let runs = h.settled_check_runs().await;
@@ -512,7 +645,10 @@ async fn the_repositorys_opsbot_toml_allowlist_is_honoured() {
     let before = h.fake.commit_files(
         REPO,
         "main",
-        &[("opsbot.toml", "[scan]\nallow_paths = [\"^tests/fixtures/\"]\n")],
+        &[(
+            "opsbot.toml",
+            "[scan]\nallow_paths = [\"^tests/fixtures/\"]\n",
+        )],
         "config",
     );
     let after = h.fake.commit_files(
@@ -525,8 +661,12 @@ async fn the_repositorys_opsbot_toml_allowlist_is_honoured() {
         ],
         "fixtures",
     );
-    h.deliver("push", "d-allow", &push_payload("refs/heads/main", &before, &after))
-        .await;
+    h.deliver(
+        "push",
+        "d-allow",
+        &push_payload("refs/heads/main", &before, &after),
+    )
+    .await;
     let runs = h.settled_check_runs().await;
     assert_eq!(annotation_lines(&runs[0]), vec![("real.env".to_owned(), 1)]);
 }
@@ -541,9 +681,17 @@ async fn bodies_over_25_mb_are_413_and_other_endpoints_behave() {
     assert!(h.fake.requests().is_empty());
 
     // ping, unknown events, missing headers, /healthz, POST /.
-    let (status, body) = h.deliver("ping", "d-ping", &json!({ "zen": "Keep it logically awesome.", "hook_id": 1 })).await;
+    let (status, body) = h
+        .deliver(
+            "ping",
+            "d-ping",
+            &json!({ "zen": "Keep it logically awesome.", "hook_id": 1 }),
+        )
+        .await;
     assert_eq!((status, body["status"].as_str()), (200, Some("pong")));
-    let (status, body) = h.deliver("issues", "d-issues", &json!({ "action": "opened" })).await;
+    let (status, body) = h
+        .deliver("issues", "d-issues", &json!({ "action": "opened" }))
+        .await;
     assert_eq!((status, body["status"].as_str()), (202, Some("ignored")));
     let base = format!("http://{}", h.server.as_ref().unwrap().addr());
     let health = h.http.get(format!("{base}/healthz")).send().await.unwrap();
@@ -570,9 +718,15 @@ async fn graceful_shutdown_finishes_scans_in_flight() {
     for i in 0..60 {
         text.push_str(&format!("k{i}={}\n", aws_key(500 + i)));
     }
-    let after = h.fake.commit_files(REPO, "main", &[("keys.env", &text)], "keys");
+    let after = h
+        .fake
+        .commit_files(REPO, "main", &[("keys.env", &text)], "keys");
     let (status, _) = h
-        .deliver("push", "d-shutdown", &push_payload("refs/heads/main", &before, &after))
+        .deliver(
+            "push",
+            "d-shutdown",
+            &push_payload("refs/heads/main", &before, &after),
+        )
         .await;
     assert_eq!(status, 202);
     // Shut down at once: the accepted scan must still complete.
@@ -587,9 +741,15 @@ async fn graceful_shutdown_finishes_scans_in_flight() {
 async fn inline_mode_answers_after_the_check_run_is_complete() {
     let h = start_with(Mode::Inline).await;
     let before = h.fake.commit_files(REPO, "main", &[("a.txt", "a\n")], "a");
-    let after = h.fake.commit_files(REPO, "main", &[("b.txt", &aws_key(60))], "b");
+    let after = h
+        .fake
+        .commit_files(REPO, "main", &[("b.txt", &aws_key(60))], "b");
     let (status, body) = h
-        .deliver("push", "d-inline", &push_payload("refs/heads/main", &before, &after))
+        .deliver(
+            "push",
+            "d-inline",
+            &push_payload("refs/heads/main", &before, &after),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["conclusion"], "failure");
@@ -604,7 +764,9 @@ async fn a_github_outage_completes_the_run_as_failed_and_a_redelivery_retries() 
     use opsbot_tests::fake_github::FailureRule;
     let h = start().await;
     let before = h.fake.commit_files(REPO, "main", &[("a.txt", "a\n")], "a");
-    let after = h.fake.commit_files(REPO, "main", &[("b.txt", &aws_key(70))], "b");
+    let after = h
+        .fake
+        .commit_files(REPO, "main", &[("b.txt", &aws_key(70))], "b");
     // More 502s on compare than the retry policy's 3 attempts.
     h.fake.fail_next(FailureRule::bad_gateway("/compare/", 3));
     let payload = push_payload("refs/heads/main", &before, &after);
@@ -613,7 +775,11 @@ async fn a_github_outage_completes_the_run_as_failed_and_a_redelivery_retries() 
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].conclusion.as_deref(), Some("failure"));
     assert_eq!(runs[0].title.as_deref(), Some("The scan could not run"));
-    assert!(runs[0].summary.as_deref().unwrap().contains("502"), "{:?}", runs[0].summary);
+    assert!(
+        runs[0].summary.as_deref().unwrap().contains("502"),
+        "{:?}",
+        runs[0].summary
+    );
     // GitHub's "Redeliver" sends the same delivery id: it runs again since the first failed.
     let (status, _) = h.deliver("push", "d-outage", &payload).await;
     assert_eq!(status, 202);
@@ -632,7 +798,10 @@ async fn timing_webhook_to_check_run_for_a_1000_line_pull_request() {
         if i % 100 == 50 {
             text.push_str(&format!("    aws_key_{i} = \"{}\"\n", aws_key(9000 + i)));
         } else {
-            text.push_str(&format!("    value_{i} = compute(\"item-{i}\", retries={}, timeout=30)\n", i % 7));
+            text.push_str(&format!(
+                "    value_{i} = compute(\"item-{i}\", retries={}, timeout=30)\n",
+                i % 7
+            ));
         }
     }
     let (number, head, base) = open_pull(&h, &[("src/generated.py", &text)]).await;
@@ -651,5 +820,8 @@ async fn timing_webhook_to_check_run_for_a_1000_line_pull_request() {
         acknowledged.as_millis(),
         completed.as_millis()
     );
-    assert!(acknowledged < Duration::from_secs(10), "GitHub waits 10 s at most");
+    assert!(
+        acknowledged < Duration::from_secs(10),
+        "GitHub waits 10 s at most"
+    );
 }

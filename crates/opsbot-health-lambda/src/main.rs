@@ -102,9 +102,14 @@ async fn report_init_error(err: &anyhow::Error) {
     let request = lambda_runtime_api_client::build_request()
         .method(http::Method::POST)
         .uri("/2018-06-01/runtime/init/error")
-        .header("Lambda-Runtime-Function-Error-Type", "OpsbotHealth.InitError")
+        .header(
+            "Lambda-Runtime-Function-Error-Type",
+            "OpsbotHealth.InitError",
+        )
         .header("content-type", "application/json")
-        .body(lambda_runtime_api_client::body::Body::from(body.to_string()));
+        .body(lambda_runtime_api_client::body::Body::from(
+            body.to_string(),
+        ));
     if let Ok(request) = request
         && let Err(post_err) = client.call(request).await
     {

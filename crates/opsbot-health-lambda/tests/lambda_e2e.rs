@@ -77,7 +77,10 @@ impl Env {
             .env("OPSBOT_SNS_TOPIC_ARN", TOPIC)
             .env("AWS_ENDPOINT_URL", self.sns.url())
             .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-            .env("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
+            .env(
+                "AWS_SECRET_ACCESS_KEY",
+                "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            )
             .env("AWS_CONFIG_FILE", "/nonexistent/config")
             .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials")
             .env("AWS_EC2_METADATA_DISABLED", "true")
@@ -175,8 +178,7 @@ async fn new_redelivery_update_close_reopen() {
     assert_eq!(issue.comments.len(), 1);
     assert!(issue.comments[0].contains("- Status: `upcoming` → `open`"));
     assert!(
-        issue.comments[0]
-            .contains("- No longer listed as affected (1): `i-0f9e8d7c6b5a49382`")
+        issue.comments[0].contains("- No longer listed as affected (1): `i-0f9e8d7c6b5a49382`")
     );
     assert!(issue.body.contains("`i-07c6b5a4938271605`"));
     assert!(!issue.body.contains("`i-0f9e8d7c6b5a49382`"));
@@ -219,8 +221,14 @@ async fn new_redelivery_update_close_reopen() {
         boot.peak_rss_kib()
     );
     assert!(new_requests <= 3, "new event took {new_requests} requests");
-    assert!(redelivery_requests <= 2, "redelivery took {redelivery_requests}");
-    assert!(env.sns.published().is_empty(), "no alert when all went well");
+    assert!(
+        redelivery_requests <= 2,
+        "redelivery took {redelivery_requests}"
+    );
+    assert!(
+        env.sns.published().is_empty(),
+        "no alert when all went well"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -300,9 +308,17 @@ async fn malformed_input_fails_the_invocation_and_says_why() {
         .invoke(json!({"source": "aws.ec2", "detail-type": "EC2 Instance State-change Notification", "detail": {}}))
         .await
         .unwrap_err();
-    assert!(err.error_message.contains("$.source: expected `aws.health`"), "{err:?}");
+    assert!(
+        err.error_message
+            .contains("$.source: expected `aws.health`"),
+        "{err:?}"
+    );
     let err = env.api.invoke(json!("hello")).await.unwrap_err();
-    assert!(err.error_message.contains("expected a JSON object or array"), "{err:?}");
+    assert!(
+        err.error_message
+            .contains("expected a JSON object or array"),
+        "{err:?}"
+    );
 
     // A batch with one good and one bad event: the good one is filed, the invocation fails.
     let err = env
@@ -310,11 +326,19 @@ async fn malformed_input_fails_the_invocation_and_says_why() {
         .invoke(json!([fixture("rds_maintenance"), {"Records": [{"Sns": {"Message": "{oops"}}]}]))
         .await
         .unwrap_err();
-    assert!(err.error_message.contains("$[1].Records[0].Sns.Message: not valid JSON"), "{err:?}");
+    assert!(
+        err.error_message
+            .contains("$[1].Records[0].Sns.Message: not valid JSON"),
+        "{err:?}"
+    );
     assert_eq!(env.issues().len(), 1);
 
     // The process survived all of it (no panic) and still works.
-    let res = env.api.invoke(fixture("ec2_operational_issue")).await.unwrap();
+    let res = env
+        .api
+        .invoke(fixture("ec2_operational_issue"))
+        .await
+        .unwrap();
     assert_eq!(outcome(&res, 0), "created");
     let logs = boot.logs();
     assert!(logs.contains("unusable input"), "{logs}");
@@ -398,7 +422,10 @@ async fn two_concurrent_copies_end_with_one_open_issue() {
         let created = env
             .issues()
             .into_iter()
-            .filter(|i| i.body.contains(fixture(name)["detail"]["eventArn"].as_str().unwrap()))
+            .filter(|i| {
+                i.body
+                    .contains(fixture(name)["detail"]["eventArn"].as_str().unwrap())
+            })
             .collect::<Vec<_>>();
         let open: Vec<_> = created.iter().filter(|i| i.state == "open").collect();
         assert_eq!(open.len(), 1, "{name}: {created:#?}");
@@ -417,7 +444,10 @@ async fn two_concurrent_copies_end_with_one_open_issue() {
             assert_eq!(notes, 1, "{dup:#?}");
         }
     }
-    eprintln!("concurrent copies: {raced} of {} rounds created a duplicate that was converged", names.len());
+    eprintln!(
+        "concurrent copies: {raced} of {} rounds created a duplicate that was converged",
+        names.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -435,7 +465,8 @@ async fn init_error_is_reported_to_the_runtime_api() {
         .unwrap_or_else(|| panic!("no init error\n{}", boot.logs()));
     assert_eq!(err.error_type, "OpsbotHealth.InitError");
     assert!(
-        err.error_message.contains("health.repo: `not a repo` is not a repository"),
+        err.error_message
+            .contains("health.repo: `not a repo` is not a repository"),
         "{err:?}"
     );
     let status = tokio::time::timeout(Duration::from_secs(10), boot.child.wait())
@@ -475,7 +506,10 @@ assignees = ["dba-oncall"]
     let boot = env.spawn(&[("OPSBOT_CONFIG", config.to_str().unwrap())]);
     let res = env
         .api
-        .invoke(json!([fixture("rds_maintenance"), fixture("ec2_operational_issue")]))
+        .invoke(json!([
+            fixture("rds_maintenance"),
+            fixture("ec2_operational_issue")
+        ]))
         .await
         .unwrap_or_else(|e| panic!("{e:?}\n{}", boot.logs()));
     assert_eq!(res["events"][0]["repo"], "acme/databases");

@@ -29,7 +29,10 @@ fn regexes_compile_only_for_rules_whose_keywords_appear() {
 #[test]
 fn specific_rules_win_over_generic_ones_on_the_same_secret() {
     let scanner = Scanner::new(&RuleSet::builtin().unwrap());
-    let found = scanner.scan_bytes("settings.py", format!("STRIPE_PASSWORD = \"{}\"\n", stripe_key()).as_bytes());
+    let found = scanner.scan_bytes(
+        "settings.py",
+        format!("STRIPE_PASSWORD = \"{}\"\n", stripe_key()).as_bytes(),
+    );
     let ids: Vec<&str> = found.iter().map(|f| f.rule_id.as_str()).collect();
     assert_eq!(ids, vec!["stripe-live-secret-key"]);
 }
@@ -48,20 +51,38 @@ fn fingerprints_survive_line_moves_but_not_path_changes() {
 #[test]
 fn added_lines_keep_real_line_numbers_and_join_multi_line_keys() {
     let scanner = Scanner::new(&RuleSet::builtin().unwrap());
-    let body: Vec<String> = (0..5).map(|i| format!("{}{}", "Qm9vYmFy".repeat(7), i).chars().take(64).collect::<String>()).collect();
-    let mut patch = String::from("@@ -1,2 +1,9 @@\n context\n+-----BEGIN OPENSSH PRIVATE KEY-----\n");
+    let alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let body: Vec<String> = (0..5)
+        .map(|i| format!("{}{}", &alphabet[i * 7..], &alphabet[..i * 7]))
+        .collect();
+    let mut patch =
+        String::from("@@ -1,2 +1,9 @@\n context\n+-----BEGIN OPENSSH PRIVATE KEY-----\n");
     patch.push_str("+b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n");
     for (i, l) in body.iter().enumerate() {
-        patch.push_str(&format!("+{}{}\n", &l[..60], ["Zx9Q", "Lp3W", "Vb7N", "Ty5K", "Hm2J"][i]));
+        patch.push_str(&format!(
+            "+{}{}\n",
+            &l[..60],
+            ["Zx9Q", "Lp3W", "Vb7N", "Ty5K", "Hm2J"][i]
+        ));
     }
     patch.push_str("+-----END OPENSSH PRIVATE KEY-----\n context\n@@ -40,0 +47,1 @@\n");
     patch.push_str(&format!("+aws = {}\n", aws_key()));
     let lines = added_lines_from_patch(&patch);
     assert_eq!(lines.first().map(|l| l.0), Some(2));
     assert_eq!(lines.last().map(|l| l.0), Some(47));
-    let found = scanner.scan_added_lines("k.txt", Some("abc"), lines.iter().map(|(n, l)| (*n, l.as_bytes())));
-    let got: Vec<(&str, u32, u32)> = found.iter().map(|f| (f.rule_id.as_str(), f.line, f.column)).collect();
-    assert_eq!(got, vec![("private-key-openssh", 3, 1), ("aws-access-key-id", 47, 7)]);
+    let found = scanner.scan_added_lines(
+        "k.txt",
+        Some("abc"),
+        lines.iter().map(|(n, l)| (*n, l.as_bytes())),
+    );
+    let got: Vec<(&str, u32, u32)> = found
+        .iter()
+        .map(|f| (f.rule_id.as_str(), f.line, f.column))
+        .collect();
+    assert_eq!(
+        got,
+        vec![("private-key-openssh", 3, 1), ("aws-access-key-id", 47, 7)]
+    );
     assert!(found.iter().all(|f| f.commit.as_deref() == Some("abc")));
 }
 
@@ -94,7 +115,20 @@ fn randomized_inputs_never_panic_and_streaming_matches_whole_buffer() {
         pool.extend(r.negative_examples.iter().map(|e| e.as_bytes().to_vec()));
         pool.extend(r.keywords.iter().map(|k| k.as_bytes().to_vec()));
     }
-    for junk in [&b"\n"[..], b"\r\n", b" ", b"\xff\xfe", b"\xe2\x82", b"\"", b"'", b"=", b"opsbot:allow", b"-----", b"\\n", b"\x00"] {
+    for junk in [
+        &b"\n"[..],
+        b"\r\n",
+        b" ",
+        b"\xff\xfe",
+        b"\xe2\x82",
+        b"\"",
+        b"'",
+        b"=",
+        b"opsbot:allow",
+        b"-----",
+        b"\\n",
+        b"\x00",
+    ] {
         pool.push(junk.to_vec());
     }
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
@@ -103,7 +137,11 @@ fn randomized_inputs_never_panic_and_streaming_matches_whole_buffer() {
         for _ in 0..rng.below(40) {
             let frag = &pool[rng.below(pool.len())];
             // Sometimes cut a fragment or flip a byte.
-            let end = if rng.below(4) == 0 { rng.below(frag.len() + 1) } else { frag.len() };
+            let end = if rng.below(4) == 0 {
+                rng.below(frag.len() + 1)
+            } else {
+                frag.len()
+            };
             data.extend_from_slice(&frag[..end]);
             if rng.below(8) == 0 && !data.is_empty() {
                 let i = rng.below(data.len());
@@ -112,7 +150,10 @@ fn randomized_inputs_never_panic_and_streaming_matches_whole_buffer() {
         }
         let whole = scanner.scan_bytes("r.txt", &data);
         for f in &whole {
-            assert!(f.secret.ends_with('…') && f.secret.chars().count() <= 5, "{f:?}");
+            assert!(
+                f.secret.ends_with('…') && f.secret.chars().count() <= 5,
+                "{f:?}"
+            );
             assert!(f.line >= 1 && f.column >= 1);
         }
         let mut streamed = Vec::new();
@@ -130,6 +171,7 @@ fn randomized_inputs_never_panic_and_streaming_matches_whole_buffer() {
         let text = String::from_utf8_lossy(&data);
         let _ = opsbot_scan::diff::parse_git_diff(&data);
         let added = added_lines_from_patch(&text);
-        let _ = scanner.scan_added_lines("r.txt", None, added.iter().map(|(n, l)| (*n, l.as_bytes())));
+        let _ =
+            scanner.scan_added_lines("r.txt", None, added.iter().map(|(n, l)| (*n, l.as_bytes())));
     }
 }

@@ -12,7 +12,11 @@ const OPSBOT: &str = env!("CARGO_BIN_EXE_opsbot");
 /// PATH with the opsbot under test first, as a developer's shell would have it.
 fn path_with_opsbot() -> String {
     let bin_dir = Path::new(OPSBOT).parent().unwrap();
-    format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default())
+    format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
 }
 
 fn git(repo: &Path, args: &[&str]) -> Output {
@@ -54,7 +58,10 @@ fn planted_key() -> String {
 
 fn commits(repo: &Path) -> usize {
     let out = git(repo, &["rev-list", "--count", "--all"]);
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
 }
 
 fn text(o: &Output) -> String {
@@ -72,7 +79,8 @@ fn the_installed_hook_blocks_a_planted_key_and_passes_a_clean_commit() {
     let out = opsbot(repo, &["hook", "install"]);
     assert!(out.status.success(), "{}", text(&out));
     let hook = repo.join(".git/hooks/pre-commit");
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&hook).unwrap().permissions());
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&hook).unwrap().permissions());
     assert_eq!(mode & 0o111, 0o111, "hook must be executable");
 
     // A clean commit goes through.
@@ -84,12 +92,19 @@ fn the_installed_hook_blocks_a_planted_key_and_passes_a_clean_commit() {
 
     // A key is refused, and the output names the file and rule but not the key.
     let key = planted_key();
-    std::fs::write(repo.join("settings.env"), format!("REGION=eu-west-1\nAWS_ACCESS_KEY_ID={key}\n")).unwrap();
+    std::fs::write(
+        repo.join("settings.env"),
+        format!("REGION=eu-west-1\nAWS_ACCESS_KEY_ID={key}\n"),
+    )
+    .unwrap();
     git(repo, &["add", "settings.env"]);
     let out = git(repo, &["commit", "-q", "-m", "leak"]);
     let all = text(&out);
     assert!(!out.status.success(), "the commit should be blocked: {all}");
-    assert!(all.contains("settings.env") && all.contains("aws-access-key-id"), "{all}");
+    assert!(
+        all.contains("settings.env") && all.contains("aws-access-key-id"),
+        "{all}"
+    );
     assert!(!all.contains(&key), "the key must not be printed in full");
     assert_eq!(commits(repo), 1);
 
@@ -115,17 +130,27 @@ fn a_foreign_hook_is_kept_unless_forced_and_uninstall_restores_it() {
     let out = opsbot(repo, &["hook", "install"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("--force"), "{}", text(&out));
-    assert_eq!(std::fs::read_to_string(&hook).unwrap(), "#!/bin/sh\necho mine\n");
+    assert_eq!(
+        std::fs::read_to_string(&hook).unwrap(),
+        "#!/bin/sh\necho mine\n"
+    );
 
     let out = opsbot(repo, &["hook", "install", "--force"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(std::fs::read_to_string(&hook).unwrap().contains("scan --staged"));
+    assert!(
+        std::fs::read_to_string(&hook)
+            .unwrap()
+            .contains("scan --staged")
+    );
     // Installing again over our own hook needs no --force.
     assert!(opsbot(repo, &["hook", "install"]).status.success());
 
     let out = opsbot(repo, &["hook", "uninstall"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(std::fs::read_to_string(&hook).unwrap(), "#!/bin/sh\necho mine\n");
+    assert_eq!(
+        std::fs::read_to_string(&hook).unwrap(),
+        "#!/bin/sh\necho mine\n"
+    );
     // Uninstall refuses to delete a hook it did not write.
     let out = opsbot(repo, &["hook", "uninstall"]);
     assert_eq!(out.status.code(), Some(2));
@@ -151,5 +176,9 @@ fn core_hooks_path_is_honoured_and_outside_a_repo_is_an_error() {
     let outside = tempfile::tempdir().unwrap();
     let out = opsbot(outside.path(), &["hook", "install"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out).contains("not inside a git repository"), "{}", text(&out));
+    assert!(
+        text(&out).contains("not inside a git repository"),
+        "{}",
+        text(&out)
+    );
 }

@@ -32,7 +32,12 @@ pub enum AppCommand {
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address to listen on (ignored in Lambda).
-    #[arg(long, env = "OPSBOT_LISTEN", default_value = "0.0.0.0:8080", value_name = "ADDR")]
+    #[arg(
+        long,
+        env = "OPSBOT_LISTEN",
+        default_value = "0.0.0.0:8080",
+        value_name = "ADDR"
+    )]
     pub listen: String,
 }
 

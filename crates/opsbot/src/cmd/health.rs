@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use opsbot_core::github::{GitHub, GitHubSettings};
+use opsbot_core::github::GitHub;
 use opsbot_health::apply::IssueTracker;
 use opsbot_health::event::HealthEvent;
 use opsbot_health::github::GitHubTracker;
@@ -83,8 +83,9 @@ pub struct ReconcileArgs {
 }
 
 pub async fn run(global: &GlobalArgs, args: HealthArgs) -> anyhow::Result<ExitCode> {
-    let config = HealthConfig::load(global.config.as_deref())
-        .context("cannot load the [health] configuration")?;
+    let file = global.config()?;
+    let config: HealthConfig = file.section("health")?;
+    config.validate(file.origin())?;
     match args.command {
         HealthCommand::Handle(args) => handle(config, args).await,
         HealthCommand::Reconcile(args) => reconcile(config, args).await,
@@ -164,7 +165,7 @@ async fn live_service(
     config: HealthConfig,
 ) -> anyhow::Result<HealthService<GitHubTracker, Option<SnsNotifier>>> {
     opsbot_core::github::install_crypto_provider();
-    let settings = GitHubSettings::from_env().context("GitHub settings")?;
+    let settings = super::github_settings()?;
     let github = GitHub::connect(&settings)
         .await
         .context("cannot connect to GitHub")?;

@@ -67,7 +67,11 @@ fn hooks_dir(repo: &Path) -> anyhow::Result<PathBuf> {
         );
     }
     let rel = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    Ok(if rel.is_absolute() { rel } else { repo.join(rel) })
+    Ok(if rel.is_absolute() {
+        rel
+    } else {
+        repo.join(rel)
+    })
 }
 
 /// The hook script. `fallback` is the opsbot that installed it, used when `opsbot` is not
@@ -99,19 +103,19 @@ fn install(repo: &Path, force: bool) -> anyhow::Result<ExitCode> {
     let dir = hooks_dir(repo)?;
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let hook = dir.join("pre-commit");
-    if let Ok(existing) = std::fs::read_to_string(&hook) {
-        if !existing.contains(MARKER) {
-            if !force {
-                bail!(
-                    "{} already exists and was not written by opsbot; run `opsbot hook install --force` to replace it (it is kept as pre-commit.opsbot-backup), or call `opsbot scan --staged` from it",
-                    hook.display()
-                );
-            }
-            let backup = dir.join("pre-commit.opsbot-backup");
-            std::fs::rename(&hook, &backup)
-                .with_context(|| format!("cannot move {} to {}", hook.display(), backup.display()))?;
-            eprintln!("opsbot: saved the previous hook as {}", backup.display());
+    if let Ok(existing) = std::fs::read_to_string(&hook)
+        && !existing.contains(MARKER)
+    {
+        if !force {
+            bail!(
+                "{} already exists and was not written by opsbot; run `opsbot hook install --force` to replace it (it is kept as pre-commit.opsbot-backup), or call `opsbot scan --staged` from it",
+                hook.display()
+            );
         }
+        let backup = dir.join("pre-commit.opsbot-backup");
+        std::fs::rename(&hook, &backup)
+            .with_context(|| format!("cannot move {} to {}", hook.display(), backup.display()))?;
+        eprintln!("opsbot: saved the previous hook as {}", backup.display());
     }
     let exe = std::env::current_exe().ok();
     // Write beside, then rename: never a half-written hook.
@@ -129,12 +133,16 @@ fn uninstall(repo: &Path) -> anyhow::Result<ExitCode> {
     let hook = dir.join("pre-commit");
     match std::fs::read_to_string(&hook) {
         Ok(text) if text.contains(MARKER) => {
-            std::fs::remove_file(&hook).with_context(|| format!("cannot remove {}", hook.display()))?;
+            std::fs::remove_file(&hook)
+                .with_context(|| format!("cannot remove {}", hook.display()))?;
             let backup = dir.join("pre-commit.opsbot-backup");
             if backup.exists() {
                 std::fs::rename(&backup, &hook)
                     .with_context(|| format!("cannot restore {}", backup.display()))?;
-                println!("removed the opsbot hook and restored the previous {}", hook.display());
+                println!(
+                    "removed the opsbot hook and restored the previous {}",
+                    hook.display()
+                );
             } else {
                 println!("removed {}", hook.display());
             }

@@ -237,7 +237,7 @@ fn page(
     items: Vec<Value>,
     body: &Value,
     page_size: usize,
-) -> Result<(Vec<Value>, Option<String>), Response> {
+) -> Result<(Vec<Value>, Option<String>), String> {
     let max = body["maxResults"]
         .as_u64()
         .map(|n| n as usize)
@@ -252,10 +252,7 @@ fn page(
         {
             Some(n) if n <= items.len() => n,
             _ => {
-                return Err(error(
-                    "InvalidPaginationToken",
-                    &format!("invalid token {tok}"),
-                ));
+                return Err(format!("invalid token {tok}"));
             }
         },
     };
@@ -326,7 +323,7 @@ async fn handle(
                 Ok((items, next)) => {
                     reply(StatusCode::OK, with_token(json!({"events": items}), next))
                 }
-                Err(resp) => resp,
+                Err(msg) => error("InvalidPaginationToken", &msg),
             }
         }
         "DescribeEventDetails" => {
@@ -360,18 +357,18 @@ async fn handle(
             }
             let items: Vec<Value> = arns
                 .iter()
-                .filter_map(|a| find(a))
+                .filter_map(|a| find(a.as_str()))
                 .flat_map(|e| e.entities.iter().map(move |x| entity_json(e, x)))
                 .collect();
             match page(items, &body, page_size) {
                 Ok((items, next)) => {
                     reply(StatusCode::OK, with_token(json!({"entities": items}), next))
                 }
-                Err(resp) => resp,
+                Err(msg) => error("InvalidPaginationToken", &msg),
             }
         }
         "DescribeAffectedAccountsForOrganization" => {
-            let Some(e) = body["eventArn"].as_str().and_then(|a| find(a)) else {
+            let Some(e) = body["eventArn"].as_str().and_then(&find) else {
                 return error("ValidationException", "unknown eventArn");
             };
             let items = e.accounts.iter().map(|a| json!(a)).collect();
@@ -383,7 +380,7 @@ async fn handle(
                         next,
                     ),
                 ),
-                Err(resp) => resp,
+                Err(msg) => error("InvalidPaginationToken", &msg),
             }
         }
         "DescribeEventDetailsForOrganization" => {
@@ -440,7 +437,7 @@ async fn handle(
                     StatusCode::OK,
                     with_token(json!({"entities": items, "failedSet": []}), next),
                 ),
-                Err(resp) => resp,
+                Err(msg) => error("InvalidPaginationToken", &msg),
             }
         }
         other => error(

@@ -90,4 +90,23 @@ mod tests {
                 .contains("GITHUB_WEBHOOK_SECRET")
         );
     }
+
+    #[test]
+    fn the_app_manifest_asks_for_the_permissions_and_events_the_code_uses() {
+        let manifest: serde_json::Value =
+            serde_json::from_str(include_str!("../github-app-manifest.json")).unwrap_or_default();
+        let perms = &manifest["default_permissions"];
+        assert_eq!(perms["checks"], "write");
+        assert_eq!(perms["contents"], "read");
+        assert_eq!(perms["pull_requests"], "read");
+        let mut events: Vec<&str> = manifest["default_events"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|e| e.as_str()).collect())
+            .unwrap_or_default();
+        events.sort_unstable();
+        let mut handled = webhook::HANDLED_EVENTS.to_vec();
+        handled.sort_unstable();
+        assert_eq!(events, handled);
+        assert_eq!(manifest["hook_attributes"]["active"], true);
+    }
 }

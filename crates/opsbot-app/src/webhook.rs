@@ -9,6 +9,9 @@ use opsbot_core::github::RepoRef;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+/// The events the App subscribes to (see `github-app-manifest.json`).
+pub const HANDLED_EVENTS: &[&str] = &["push", "pull_request", "check_suite", "check_run"];
+
 /// The sha GitHub sends as `before` for a new branch and as `after` for a deleted one.
 pub const NULL_SHA: &str = "0000000000000000000000000000000000000000";
 
@@ -186,10 +189,11 @@ fn parse<T: DeserializeOwned>(event: &str, body: &[u8]) -> Result<T, WebhookErro
     let mut de = serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner();
-        // serde_json's messages name types and positions, never values.
+        // serde_json quotes offending string values (`invalid type: string "…"`): drop
+        // them, a payload value must never reach a log or a response.
+        let inner = redact_quoted(&e.into_inner().to_string());
         let message = if path == "." || path.is_empty() {
-            inner.to_string()
+            inner
         } else {
             format!("field `{path}`: {inner}")
         };
@@ -198,6 +202,34 @@ fn parse<T: DeserializeOwned>(event: &str, body: &[u8]) -> Result<T, WebhookErro
             message,
         }
     })
+}
+
+/// Replaces every double-quoted part of `text` with `"…"`.
+fn redact_quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_quote = false;
+    let mut escaped = false;
+    for c in text.chars() {
+        if in_quote {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_quote = false;
+                out.push_str("…\"");
+            }
+        } else {
+            out.push(c);
+            if c == '"' {
+                in_quote = true;
+            }
+        }
+    }
+    if in_quote {
+        out.push_str("…\"");
+    }
+    out
 }
 
 fn installation(event: &str, inst: Option<&Installation>) -> Result<u64, WebhookError> {
@@ -508,6 +540,16 @@ mod tests {
         let err = route("pull_request", "d", body.to_string().as_bytes()).unwrap_err();
         assert!(err.to_string().contains("installation.id"), "{err}");
         assert!(route("push", "d", b"not json").is_err());
+        // A wrongly typed value is never echoed.
+        let err = route(
+            "pull_request",
+            "d",
+            br#"{"action":"opened","pull_request":{"number":"ghp_leaky\"value"}}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(!err.contains("leaky"), "{err}");
+        assert!(err.contains("invalid type: string \"…\""), "{err}");
         assert!(matches!(
             route("issues", "d", b"{}").unwrap(),
             Route::Ignore(_)

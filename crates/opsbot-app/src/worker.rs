@@ -6,7 +6,8 @@
 //! paths, inline rules, baseline) is read at the head commit, so the App and `opsbot scan`
 //! agree on what counts as a finding.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use http::Method;
@@ -50,11 +51,18 @@ pub struct JobReport {
     pub annotation_batches: Vec<usize>,
 }
 
-/// Shared by all jobs: the App-level client and the built-in scanner.
+/// Installation clients kept (each holds its installation token, refreshed by octocrab
+/// before expiry), so consecutive deliveries do not mint a new token each.
+const MAX_CACHED_INSTALLATIONS: usize = 1_000;
+
+/// Shared by all jobs: the App-level client, installation clients and the built-in scanner.
 #[derive(Debug, Clone)]
 pub struct Worker {
     app: GitHub,
     scanner: Arc<Scanner>,
+    /// Shared, not cloned: octocrab deep-copies its token cache on clone, so a clone made
+    /// before the first request would mint its own token.
+    installations: Arc<Mutex<HashMap<u64, Arc<GitHub>>>>,
 }
 
 /// One changed file: either its patch, or (no patch) its whole content at the head.
@@ -73,14 +81,32 @@ struct RepoScanPolicy {
 impl Worker {
     /// `app` must be the App-level client ([`GitHub::app_client`]).
     pub fn new(app: GitHub, scanner: Arc<Scanner>) -> Self {
-        Worker { app, scanner }
+        Worker {
+            app,
+            scanner,
+            installations: Arc::default(),
+        }
+    }
+
+    /// The client acting as installation `id` (cached).
+    fn installation(&self, id: u64) -> Result<Arc<GitHub>, GitHubError> {
+        let mut cache = self.installations.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(gh) = cache.get(&id) {
+            return Ok(Arc::clone(gh));
+        }
+        if cache.len() >= MAX_CACHED_INSTALLATIONS {
+            cache.clear();
+        }
+        let gh = Arc::new(self.app.for_installation(id)?);
+        cache.insert(id, Arc::clone(&gh));
+        Ok(gh)
     }
 
     /// Runs `job` to a completed check run. On a failure after the check run was created,
     /// the run is completed as `failure` with the error, so it never stays "in progress".
     pub async fn run(&self, job: &ScanJob) -> Result<JobReport, WorkerError> {
         let started = Instant::now();
-        let gh = self.app.for_installation(job.installation_id)?;
+        let gh = self.installation(job.installation_id)?;
         let run = gh
             .create_check_run(
                 &job.repo,
@@ -186,7 +212,8 @@ impl Worker {
             }
         };
         match policy_from_config(&text) {
-            Ok((scanner, allow_paths, baseline_path)) => {
+            Ok((scanner, allow_paths, baseline_path, config_notes)) => {
+                notes.extend(config_notes);
                 let baseline = match baseline_path {
                     Some(path) => match gh.file(&job.repo, &path, &job.head_sha).await {
                         Ok(Some(f)) => match Baseline::parse(&String::from_utf8_lossy(&f.bytes)) {
@@ -263,10 +290,19 @@ impl Worker {
 }
 
 /// Builds the scanner for a repository's opsbot.toml: `(scanner if the rules differ from the
-/// built-in ones, allowed paths, baseline path)`.
+/// built-in ones, allowed paths, baseline path, notes)`.
 #[allow(clippy::type_complexity)]
-fn policy_from_config(text: &str) -> Result<(Option<Scanner>, Vec<Regex>, Option<String>), String> {
+fn policy_from_config(
+    text: &str,
+) -> Result<(Option<Scanner>, Vec<Regex>, Option<String>, Vec<String>), String> {
     let cfg = ScanConfig::from_opsbot_toml(text)?;
+    let mut notes = Vec::new();
+    if !cfg.rules_dirs.is_empty() {
+        notes.push(
+            "opsbot.toml: `[scan] rules_dirs` are not read by the App (inline `[[scan.rules]]` are)"
+                .to_owned(),
+        );
+    }
     let allow_paths = cfg
         .allow_paths
         .iter()
@@ -285,7 +321,7 @@ fn policy_from_config(text: &str) -> Result<(Option<Scanner>, Vec<Regex>, Option
         .baseline
         .as_ref()
         .map(|p| p.to_string_lossy().trim_start_matches("./").to_owned());
-    Ok((scanner, allow_paths, baseline))
+    Ok((scanner, allow_paths, baseline, notes))
 }
 
 /// Scans every change (CPU only; run on a blocking thread).
@@ -444,7 +480,7 @@ mod tests {
 
     #[test]
     fn repo_config_disables_rules_and_reports_errors() {
-        let (scanner, allow, baseline) = policy_from_config(
+        let (scanner, allow, baseline, notes) = policy_from_config(
             "[scan]\ndisable = [\"aws-access-key-id\"]\nallow_paths = [\"^docs/\"]\nbaseline = \"./.opsbot-baseline.json\"\n",
         )
         .unwrap();
@@ -456,6 +492,9 @@ mod tests {
         );
         assert_eq!(allow.len(), 1);
         assert_eq!(baseline.as_deref(), Some(".opsbot-baseline.json"));
+        assert!(notes.is_empty());
+        let (_, _, _, notes) = policy_from_config("[scan]\nrules_dirs = [\"rules\"]\n").unwrap();
+        assert!(notes[0].contains("rules_dirs"), "{notes:?}");
         let err = policy_from_config("[scan]\nallow_paths = [\"(\"]\n")
             .err()
             .unwrap();

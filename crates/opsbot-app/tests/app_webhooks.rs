@@ -444,6 +444,14 @@ async fn a_duplicate_delivery_makes_no_second_check_run() {
     let (fourth, _) = h.deliver("push", "another-delivery", &payload).await;
     assert_eq!(fourth, 202);
     assert_eq!(h.settled_check_runs().await.len(), 2);
+    // One installation token for both scans (the installation client is reused).
+    let token_requests = h
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/access_tokens"))
+        .count();
+    assert_eq!(token_requests, 1, "{:#?}", h.fake.requests());
 }
 
 #[tokio::test]

@@ -4,6 +4,10 @@
 //! headers, and answers on `invocation/{id}/response` or `invocation/{id}/error` (or
 //! `init/error` when it cannot start).
 //!
+//! A bootstrap killed while it long-polls may leave its `next` call pending on the server,
+//! which would then take the next queued event: start a fresh `RuntimeApi` after killing
+//! bootstraps if events are to follow.
+//!
 //! ```ignore
 //! let api = RuntimeApi::start().await;
 //! let child = Command::new(bin).envs(api.lambda_env("opsbot-health")).spawn()?;

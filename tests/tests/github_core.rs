@@ -341,7 +341,12 @@ async fn git_data_commit_branch_and_pull_request() {
         .await
         .unwrap();
     let commit = gh
-        .create_commit(&r, "Bump terraform", &tree.sha, &[main.object.sha.clone()])
+        .create_commit(
+            &r,
+            "Bump terraform",
+            &tree.sha,
+            std::slice::from_ref(&main.object.sha),
+        )
         .await
         .unwrap();
     gh.create_ref(&r, "refs/heads/opsbot/bump", &commit.sha)

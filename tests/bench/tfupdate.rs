@@ -120,14 +120,28 @@ async fn run(bin: &Path, args: &[&str], env: &[(&str, String)]) -> Duration {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let summary = stdout.lines().last().unwrap_or_default();
-    assert!(summary.contains(&format!("of {} file(s)", MODULES * FILES_PER_MODULE)), "{summary}");
+    assert!(
+        summary.contains(&format!("of {} file(s)", MODULES * FILES_PER_MODULE)),
+        "{summary}"
+    );
     elapsed
 }
 
 #[tokio::main]
 async fn main() {
+    // `cargo test --all-targets` runs bench targets too (without `--bench`): stay quiet.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!(
+            "tfupdate benchmark: skipped (run it with `cargo bench` or tests/bench/tfupdate.sh)"
+        );
+        return;
+    }
     let bin = opsbot_bin();
-    assert!(bin.is_file(), "build it first: cargo build --release -p opsbot ({})", bin.display());
+    assert!(
+        bin.is_file(),
+        "build it first: cargo build --release -p opsbot ({})",
+        bin.display()
+    );
     let reg = FakeRegistry::start().await;
     for v in ["5.31.0", "5.70.0"] {
         reg.add_provider("hashicorp", "aws", v, &["linux_amd64"]);
@@ -155,20 +169,40 @@ async fn main() {
         reg.reset_requests();
         gh.clear_requests();
         let t = run(&bin, &["tfupdate", "terraform", "-r", path], &env).await;
-        let p = run(&bin, &["tfupdate", "provider", "hashicorp/aws", "-r", path], &env).await;
+        let p = run(
+            &bin,
+            &["tfupdate", "provider", "hashicorp/aws", "-r", path],
+            &env,
+        )
+        .await;
         registry_requests.push(reg.requests());
         github_requests.push(gh.requests().len());
         tf_times.push(t);
         provider_times.push(p);
         total_times.push(t + p);
         let sample = std::fs::read_to_string(dir.path().join("modules/m000/versions.tf")).unwrap();
-        assert!(sample.contains("\"~> 1.9\"") && sample.contains("\"5.70.0\""), "{sample}");
+        assert!(
+            sample.contains("\"~> 1.9\"") && sample.contains("\"5.70.0\""),
+            "{sample}"
+        );
     }
     let files = MODULES * FILES_PER_MODULE;
-    println!("tfupdate benchmark: {files} .tf files over {MODULES} modules, {RUNS} runs, binary {}", bin.display());
-    println!("  terraform bump (latest via GitHub releases): median {:?}", median(tf_times));
-    println!("  provider hashicorp/aws bump (latest via registry): median {:?}", median(provider_times));
-    println!("  terraform + provider: median {:?} (target <= 1 s)", median(total_times));
+    println!(
+        "tfupdate benchmark: {files} .tf files over {MODULES} modules, {RUNS} runs, binary {}",
+        bin.display()
+    );
+    println!(
+        "  terraform bump (latest via GitHub releases): median {:?}",
+        median(tf_times)
+    );
+    println!(
+        "  provider hashicorp/aws bump (latest via registry): median {:?}",
+        median(provider_times)
+    );
+    println!(
+        "  terraform + provider: median {:?} (target <= 1 s)",
+        median(total_times)
+    );
     println!("  registry requests per run: {:?}", registry_requests[0]);
     println!("  GitHub requests per run: {}", github_requests[0]);
     let versions = registry_requests[0]

@@ -62,13 +62,23 @@ fn sha256_hex(data: &[u8]) -> String {
 
 /// The files of the generated package for one platform: a fake provider binary and a
 /// license, with contents that name the provider, version and platform.
-pub fn package_files(namespace: &str, name: &str, version: &str, os: &str, arch: &str) -> Vec<(String, Vec<u8>)> {
+pub fn package_files(
+    namespace: &str,
+    name: &str,
+    version: &str,
+    os: &str,
+    arch: &str,
+) -> Vec<(String, Vec<u8>)> {
     vec![
         (
             format!("terraform-provider-{name}_v{version}_x5"),
-            format!("#!/bin/false\nfake provider {namespace}/{name} {version} {os}_{arch}\n").into_bytes(),
+            format!("#!/bin/false\nfake provider {namespace}/{name} {version} {os}_{arch}\n")
+                .into_bytes(),
         ),
-        ("LICENSE.txt".to_string(), format!("Fake license for {namespace}/{name}.\n").into_bytes()),
+        (
+            "LICENSE.txt".to_string(),
+            format!("Fake license for {namespace}/{name}.\n").into_bytes(),
+        ),
     ]
 }
 
@@ -103,7 +113,9 @@ impl FakeRegistry {
     }
 
     fn lock(&self) -> MutexGuard<'_, RegistryState> {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// `http://127.0.0.1:PORT`
@@ -156,17 +168,32 @@ impl FakeRegistry {
     }
 
     /// The package of one platform, as generated.
-    pub fn package(&self, namespace: &str, name: &str, version: &str, platform: &str) -> Option<Package> {
+    pub fn package(
+        &self,
+        namespace: &str,
+        name: &str,
+        version: &str,
+        platform: &str,
+    ) -> Option<Package> {
         let (os, arch) = platform.split_once('_')?;
         let state = self.lock();
-        let v = state.providers.get(&(namespace.to_string(), name.to_string()))?.get(version)?;
-        v.packages.iter().find(|p| p.os == os && p.arch == arch).cloned()
+        let v = state
+            .providers
+            .get(&(namespace.to_string(), name.to_string()))?
+            .get(version)?;
+        v.packages
+            .iter()
+            .find(|p| p.os == os && p.arch == arch)
+            .cloned()
     }
 
     /// The `SHA256SUMS` document of a provider version.
     pub fn sha256sums(&self, namespace: &str, name: &str, version: &str) -> Option<String> {
         let state = self.lock();
-        let v = state.providers.get(&(namespace.to_string(), name.to_string()))?.get(version)?;
+        let v = state
+            .providers
+            .get(&(namespace.to_string(), name.to_string()))?
+            .get(version)?;
         Some(sums_doc(v))
     }
 
@@ -218,17 +245,31 @@ fn sums_doc(v: &ProviderVersion) -> String {
         .iter()
         .map(|p| format!("{}  {}\n", sha256_hex(&p.zip), p.filename))
         .collect();
-    lines.sort_by(|a, b| a.split_whitespace().nth(1).cmp(&b.split_whitespace().nth(1)));
+    lines.sort_by(|a, b| {
+        a.split_whitespace()
+            .nth(1)
+            .cmp(&b.split_whitespace().nth(1))
+    });
     lines.concat()
 }
 
 fn not_found() -> Response {
-    (StatusCode::NOT_FOUND, axum::Json(json!({"errors": ["Not Found"]}))).into_response()
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(json!({"errors": ["Not Found"]})),
+    )
+        .into_response()
 }
 
-async fn handle(State(state): State<Arc<Mutex<RegistryState>>>, headers: HeaderMap, uri: Uri) -> Response {
+async fn handle(
+    State(state): State<Arc<Mutex<RegistryState>>>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
     let path = uri.path().to_string();
-    let mut s = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut s = state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     *s.requests.entry(path.clone()).or_default() += 1;
     if let Some(left) = s.failures.get_mut(&path)
         && *left > 0
@@ -242,12 +283,19 @@ async fn handle(State(state): State<Arc<Mutex<RegistryState>>>, headers: HeaderM
         let expected = format!("Bearer {token}");
         let given = headers.get("authorization").and_then(|v| v.to_str().ok());
         if given != Some(expected.as_str()) {
-            return (StatusCode::UNAUTHORIZED, axum::Json(json!({"errors": ["unauthorized"]}))).into_response();
+            return (
+                StatusCode::UNAUTHORIZED,
+                axum::Json(json!({"errors": ["unauthorized"]})),
+            )
+                .into_response();
         }
     }
     let base = format!(
         "http://{}",
-        headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1")
+        headers
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("127.0.0.1")
     );
     let seg: Vec<&str> = path.trim_matches('/').split('/').collect();
     match seg.as_slice() {
@@ -308,7 +356,9 @@ async fn handle(State(state): State<Arc<Mutex<RegistryState>>>, headers: HeaderM
                 return sums_doc(pv).into_response();
             }
             match pv.packages.iter().find(|p| p.filename == *file) {
-                Some(p) => ([("content-type", "application/zip")], p.served.clone()).into_response(),
+                Some(p) => {
+                    ([("content-type", "application/zip")], p.served.clone()).into_response()
+                }
                 None => not_found(),
             }
         }
@@ -318,8 +368,10 @@ async fn handle(State(state): State<Arc<Mutex<RegistryState>>>, headers: HeaderM
                 return not_found();
             };
             let list: Vec<Value> = versions.iter().map(|v| json!({"version": v})).collect();
-            axum::Json(json!({"modules": [{"source": format!("{ns}/{name}/{system}"), "versions": list}]}))
-                .into_response()
+            axum::Json(
+                json!({"modules": [{"source": format!("{ns}/{name}/{system}"), "versions": list}]}),
+            )
+            .into_response()
         }
         _ => not_found(),
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use opsbot_core::github::models::PullRequestPatch;
 use opsbot_core::github::{Credentials, GitHub, GitHubSettings, RepoRef, RetryPolicy};
-use opsbot_tests::fake_github::{FakeGitHub, FakePull, TEST_TOKEN};
+use opsbot_tests::fake_github::{FakeGitHub, FakePull, TEST_APP_PRIVATE_KEY, TEST_TOKEN};
 use opsbot_tests::fake_registry::FakeRegistry;
 use opsbot_tfupdate::github::CoreGithub;
 use opsbot_tfupdate::plan::Grouping;
@@ -122,10 +122,19 @@ fn config() -> PrConfig {
 }
 
 async fn run(w: &World, config: PrConfig) -> PrReport {
+    run_as(
+        w,
+        config,
+        Credentials::Token(SecretString::from(TEST_TOKEN)),
+    )
+    .await
+}
+
+async fn run_as(w: &World, config: PrConfig, credentials: Credentials) -> PrReport {
     let settings = GitHubSettings {
         api_url: w.gh_fake.url(),
         repository: Some(RepoRef::new("acme", "infra")),
-        credentials: Credentials::Token(SecretString::from(TEST_TOKEN)),
+        credentials,
         retry: RetryPolicy {
             max_attempts: 2,
             initial_backoff: Duration::from_millis(10),
@@ -161,14 +170,23 @@ async fn run(w: &World, config: PrConfig) -> PrReport {
 }
 
 fn open_pulls(w: &World) -> Vec<FakePull> {
-    w.gh_fake.pulls(REPO).into_iter().filter(|p| p.state == "open").collect()
+    w.gh_fake
+        .pulls(REPO)
+        .into_iter()
+        .filter(|p| p.state == "open")
+        .collect()
 }
 
 fn pull<'a>(pulls: &'a [FakePull], title_part: &str) -> &'a FakePull {
     pulls
         .iter()
         .find(|p| p.title.contains(title_part))
-        .unwrap_or_else(|| panic!("no PR with {title_part:?} in {:?}", pulls.iter().map(|p| &p.title).collect::<Vec<_>>()))
+        .unwrap_or_else(|| {
+            panic!(
+                "no PR with {title_part:?} in {:?}",
+                pulls.iter().map(|p| &p.title).collect::<Vec<_>>()
+            )
+        })
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -186,39 +204,97 @@ async fn opens_once_then_keeps_then_supersedes() {
     assert_eq!(tf.title, "Bump Terraform from 1.5.7 to 1.9.8");
     assert_eq!(tf.head, "opsbot/tfupdate/terraform-1.9.8");
     assert_eq!(tf.base, "main");
-    assert!(tf.body.contains("Bumps **Terraform** from `1.5.7` to `1.9.8`."), "{}", tf.body);
-    assert!(tf.body.contains("/hashicorp/terraform/releases/tag/v1.9.8"), "{}", tf.body);
-    assert!(tf.body.contains("- `envs/prod/versions.tf` (1 pin)"), "{}", tf.body);
+    assert!(
+        tf.body
+            .contains("Bumps **Terraform** from `1.5.7` to `1.9.8`."),
+        "{}",
+        tf.body
+    );
+    assert!(
+        tf.body.contains("/hashicorp/terraform/releases/tag/v1.9.8"),
+        "{}",
+        tf.body
+    );
+    assert!(
+        tf.body.contains("- `envs/prod/versions.tf` (1 pin)"),
+        "{}",
+        tf.body
+    );
     assert!(tf.body.contains("<!-- opsbot:tfupdate "), "{}", tf.body);
-    assert_eq!(tf.labels, vec!["dependencies".to_string(), "terraform".to_string()]);
+    assert_eq!(
+        tf.labels,
+        vec!["dependencies".to_string(), "terraform".to_string()]
+    );
     assert_eq!(tf.requested_reviewers, vec!["alice".to_string()]);
-    let tf_file = w.gh_fake.file(REPO, &tf.head, "envs/prod/versions.tf").unwrap();
+    let tf_file = w
+        .gh_fake
+        .file(REPO, &tf.head, "envs/prod/versions.tf")
+        .unwrap();
     assert_eq!(tf_file, VERSIONS_TF.replace("\"1.5.7\"", "\"1.9.8\""));
 
     let aws = pull(&pulls, "hashicorp/aws");
     assert_eq!(aws.title, "Bump hashicorp/aws from 5.31.0 to 5.70.0");
-    assert!(aws.body.contains("https://github.com/hashicorp/terraform-provider-aws/releases/tag/v5.70.0"));
-    assert!(aws.body.contains("- `envs/prod/.terraform.lock.hcl` (lock file)"), "{}", aws.body);
-    let aws_file = w.gh_fake.file(REPO, &aws.head, "envs/prod/versions.tf").unwrap();
+    assert!(
+        aws.body
+            .contains("https://github.com/hashicorp/terraform-provider-aws/releases/tag/v5.70.0")
+    );
+    assert!(
+        aws.body
+            .contains("- `envs/prod/.terraform.lock.hcl` (lock file)"),
+        "{}",
+        aws.body
+    );
+    let aws_file = w
+        .gh_fake
+        .file(REPO, &aws.head, "envs/prod/versions.tf")
+        .unwrap();
     assert!(aws_file.contains("      version = \"5.70.0\" # pinned on purpose\n"));
-    assert!(aws_file.contains("required_version = \"1.5.7\""), "only this target changes");
-    let lock = w.gh_fake.file(REPO, &aws.head, "envs/prod/.terraform.lock.hcl").unwrap();
-    assert!(lock.contains("  version     = \"5.70.0\"\n  constraints = \"5.70.0\"\n"), "{lock}");
+    assert!(
+        aws_file.contains("required_version = \"1.5.7\""),
+        "only this target changes"
+    );
+    let lock = w
+        .gh_fake
+        .file(REPO, &aws.head, "envs/prod/.terraform.lock.hcl")
+        .unwrap();
+    assert!(
+        lock.contains("  version     = \"5.70.0\"\n  constraints = \"5.70.0\"\n"),
+        "{lock}"
+    );
     assert!(!lock.contains("h1:old="), "{lock}");
-    assert!(lock.contains("provider \"registry.terraform.io/hashicorp/random\" {\n  version     = \"3.5.0\""), "{lock}");
+    assert!(
+        lock.contains(
+            "provider \"registry.terraform.io/hashicorp/random\" {\n  version     = \"3.5.0\""
+        ),
+        "{lock}"
+    );
 
     let random = pull(&pulls, "hashicorp/random");
     assert_eq!(random.title, "Bump hashicorp/random from ~> 3.5 to 3.6.3");
-    let random_file = w.gh_fake.file(REPO, &random.head, "envs/prod/versions.tf").unwrap();
+    let random_file = w
+        .gh_fake
+        .file(REPO, &random.head, "envs/prod/versions.tf")
+        .unwrap();
     assert!(random_file.contains("version = \"~> 3.6\""));
 
     let vpc = pull(&pulls, "terraform-aws-modules/vpc/aws");
-    assert_eq!(vpc.head, "opsbot/tfupdate/module-terraform-aws-modules-vpc-aws-5.13.0");
-    let net = w.gh_fake.file(REPO, &vpc.head, "modules/net/main.tf").unwrap();
+    assert_eq!(
+        vpc.head,
+        "opsbot/tfupdate/module-terraform-aws-modules-vpc-aws-5.13.0"
+    );
+    let net = w
+        .gh_fake
+        .file(REPO, &vpc.head, "modules/net/main.tf")
+        .unwrap();
     assert_eq!(net, NET_TF.replace("\"5.1.0\"", "\"5.13.0\""));
 
     // main is untouched
-    assert_eq!(w.gh_fake.file(REPO, "main", "envs/prod/versions.tf").unwrap(), VERSIONS_TF);
+    assert_eq!(
+        w.gh_fake
+            .file(REPO, "main", "envs/prod/versions.tf")
+            .unwrap(),
+        VERSIONS_TF
+    );
 
     // second run: nothing new
     let report = run(&w, config()).await;
@@ -227,21 +303,34 @@ async fn opens_once_then_keeps_then_supersedes() {
     assert_eq!(w.gh_fake.pulls(REPO).len(), 4);
 
     // a newer aws release: a new PR, the old one closed with a pointer to it
-    w.reg.add_provider("hashicorp", "aws", "5.71.0", &["linux_amd64", "darwin_arm64"]);
+    w.reg.add_provider(
+        "hashicorp",
+        "aws",
+        "5.71.0",
+        &["linux_amd64", "darwin_arm64"],
+    );
     let report = run(&w, config()).await;
     assert_eq!(report.opened.len(), 1, "{report:?}");
     assert_eq!(report.closed.len(), 1, "{report:?}");
     let all = w.gh_fake.pulls(REPO);
     let old = all.iter().find(|p| p.number == aws.number).unwrap();
     assert_eq!(old.state, "closed");
-    let new = all.iter().find(|p| p.title == "Bump hashicorp/aws from 5.31.0 to 5.71.0").unwrap();
+    let new = all
+        .iter()
+        .find(|p| p.title == "Bump hashicorp/aws from 5.31.0 to 5.71.0")
+        .unwrap();
     assert_eq!(new.state, "open");
     assert!(
-        old.comments.iter().any(|c| c.contains(&format!("Superseded by #{}", new.number))),
+        old.comments
+            .iter()
+            .any(|c| c.contains(&format!("Superseded by #{}", new.number))),
         "{:?}",
         old.comments
     );
-    assert!(!w.gh_fake.branches(REPO).contains(&aws.head), "old branch deleted");
+    assert!(
+        !w.gh_fake.branches(REPO).contains(&aws.head),
+        "old branch deleted"
+    );
     assert_eq!(open_pulls(&w).len(), 4);
 
     // a PR closed by a person is not reopened for the same version
@@ -280,21 +369,72 @@ async fn grouping_limits_and_broken_files() {
     };
     let report = run(&w, config.clone()).await;
     assert_eq!(report.errors.len(), 1, "{:?}", report.errors);
-    assert!(report.errors[0].contains("envs/dev/broken.tf:2:"), "{:?}", report.errors);
+    assert!(
+        report.errors[0].contains("envs/dev/broken.tf:2:"),
+        "{:?}",
+        report.errors
+    );
     assert!(!report.errors[0].contains("/./"), "{:?}", report.errors);
     // terraform, providers (grouped), module: the limit of 2 defers the third
     assert_eq!(report.opened.len(), 2, "{report:?}");
     assert_eq!(report.deferred.len(), 1, "{report:?}");
     let pulls = open_pulls(&w);
     let providers = pull(&pulls, "Bump providers:");
-    assert_eq!(providers.title, "Bump providers: hashicorp/aws 5.70.0, hashicorp/random 3.6.3");
+    assert_eq!(
+        providers.title,
+        "Bump providers: hashicorp/aws 5.70.0, hashicorp/random 3.6.3"
+    );
     assert!(providers.head.starts_with("opsbot/tfupdate/providers-"));
-    let file = w.gh_fake.file(REPO, &providers.head, "envs/prod/versions.tf").unwrap();
-    assert!(file.contains("\"5.70.0\"") && file.contains("\"~> 3.6\""), "{file}");
-    let lock = w.gh_fake.file(REPO, &providers.head, "envs/prod/.terraform.lock.hcl").unwrap();
+    let file = w
+        .gh_fake
+        .file(REPO, &providers.head, "envs/prod/versions.tf")
+        .unwrap();
+    assert!(
+        file.contains("\"5.70.0\"") && file.contains("\"~> 3.6\""),
+        "{file}"
+    );
+    let lock = w
+        .gh_fake
+        .file(REPO, &providers.head, "envs/prod/.terraform.lock.hcl")
+        .unwrap();
     assert!(lock.contains("version     = \"3.6.3\""), "{lock}");
     // one request per distinct provider and module in the whole run
-    assert_eq!(w.reg.request_count("/v1/providers/hashicorp/aws/versions"), 1);
-    assert_eq!(w.reg.request_count("/v1/modules/terraform-aws-modules/vpc/aws/versions"), 1);
-    assert_eq!(std::fs::read_to_string(&broken).unwrap(), "terraform {\n  x = = 1\n}\n");
+    assert_eq!(
+        w.reg.request_count("/v1/providers/hashicorp/aws/versions"),
+        1
+    );
+    assert_eq!(
+        w.reg
+            .request_count("/v1/modules/terraform-aws-modules/vpc/aws/versions"),
+        1
+    );
+    assert_eq!(
+        std::fs::read_to_string(&broken).unwrap(),
+        "terraform {\n  x = = 1\n}\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_as_a_github_app() {
+    let w = world().await;
+    w.gh_fake.add_installation(77, &[REPO]);
+    let app = Credentials::App {
+        app_id: 4242,
+        private_key_pem: SecretString::from(TEST_APP_PRIVATE_KEY),
+        installation_id: None,
+    };
+    let config = PrConfig {
+        terraform: false,
+        modules: false,
+        ..config()
+    };
+    let report = run_as(&w, config.clone(), app.clone()).await;
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(report.opened.len(), 2, "{report:?}");
+    let report = run_as(&w, config, app).await;
+    assert_eq!(
+        (report.opened.len(), report.kept.len()),
+        (0, 2),
+        "{report:?}"
+    );
 }

@@ -74,7 +74,10 @@ async fn one_request_per_provider_even_when_asked_concurrently() {
     assert_eq!(m1.unwrap().len(), 2);
     assert_eq!(m2.unwrap().len(), 2);
     assert_eq!(reg.request_count("/v1/providers/hashicorp/aws/versions"), 1);
-    assert_eq!(reg.request_count("/v1/modules/terraform-aws-modules/vpc/aws/versions"), 1);
+    assert_eq!(
+        reg.request_count("/v1/modules/terraform-aws-modules/vpc/aws/versions"),
+        1
+    );
     assert_eq!(reg.request_count("/.well-known/terraform.json"), 1);
 
     let releases = Releases {
@@ -82,8 +85,24 @@ async fn one_request_per_provider_even_when_asked_concurrently() {
         github: NoGithub,
     };
     let source = ReleaseSource::Provider(aws.clone());
-    assert_eq!(releases.latest(&source, false).await.unwrap().version.as_str(), "5.70.0");
-    assert_eq!(releases.latest(&source, true).await.unwrap().version.as_str(), "6.0.0-beta1");
+    assert_eq!(
+        releases
+            .latest(&source, false)
+            .await
+            .unwrap()
+            .version
+            .as_str(),
+        "5.70.0"
+    );
+    assert_eq!(
+        releases
+            .latest(&source, true)
+            .await
+            .unwrap()
+            .version
+            .as_str(),
+        "6.0.0-beta1"
+    );
     // cached: still one request
     assert_eq!(reg.request_count("/v1/providers/hashicorp/aws/versions"), 1);
 }
@@ -99,7 +118,10 @@ async fn private_registry_needs_its_tf_token() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(err.contains("HTTP 401") && err.contains("TF_TOKEN_127_0_0_1"), "{err}");
+    assert!(
+        err.contains("HTTP 401") && err.contains("TF_TOKEN_127_0_0_1"),
+        "{err}"
+    );
     assert!(!err.contains("s3cr3t"), "{err}");
     let tokens = opsbot_tfupdate::registry::tokens_from_env([(
         "TF_TOKEN_127_0_0_1".to_string(),
@@ -117,7 +139,10 @@ async fn unknown_provider_is_a_clear_error() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(err.contains("/v1/providers/hashicorp/nope/versions") && err.contains("404"), "{err}");
+    assert!(
+        err.contains("/v1/providers/hashicorp/nope/versions") && err.contains("404"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -154,7 +179,10 @@ async fn bump_provider_uses_the_latest_stable_release() {
     assert_eq!(result.release.version.as_str(), "5.70.0");
     assert_eq!(result.update.changed_files.len(), 5);
     let text = std::fs::read_to_string(dir.path().join("m3/versions.tf")).unwrap();
-    assert!(text.contains("      version = \"~> 5.70.0\" # pinned\n"), "{text}");
+    assert!(
+        text.contains("      version = \"~> 5.70.0\" # pinned\n"),
+        "{text}"
+    );
     assert_eq!(reg.request_count("/v1/providers/hashicorp/aws/versions"), 1);
 }
 
@@ -252,7 +280,10 @@ async fn lock_gets_verified_h1_and_zh_hashes_for_each_platform() {
         "# a comment kept as is\nprovider \"registry.terraform.io/hashicorp/unused\" {\n  version = \"1.0.0\"\n  hashes = [\n    \"h1:keep=\",\n  ]\n}\n"
     ));
     // packages went to the cache
-    assert_eq!(std::fs::read_dir(cache.join("packages")).unwrap().count(), 4);
+    assert_eq!(
+        std::fs::read_dir(cache.join("packages")).unwrap().count(),
+        4
+    );
 
     // a second run changes nothing and downloads no package (the cache answers)
     reg.reset_requests();
@@ -266,8 +297,14 @@ async fn lock_gets_verified_h1_and_zh_hashes_for_each_platform() {
     )
     .await
     .unwrap();
-    assert!(again.changed.is_empty() && again.errors.is_empty(), "{again:?}");
-    assert_eq!(std::fs::read_to_string(root.join(".terraform.lock.hcl")).unwrap(), text);
+    assert!(
+        again.changed.is_empty() && again.errors.is_empty(),
+        "{again:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join(".terraform.lock.hcl")).unwrap(),
+        text
+    );
     let downloads: usize = reg
         .requests()
         .iter()
@@ -301,7 +338,10 @@ async fn tampered_package_is_refused_and_the_lock_untouched() {
     .unwrap();
     assert_eq!(report.errors.len(), 1);
     let msg = &report.errors[0].message;
-    assert!(msg.contains("checksum mismatch") && msg.contains("linux_amd64.zip"), "{msg}");
+    assert!(
+        msg.contains("checksum mismatch") && msg.contains("linux_amd64.zip"),
+        "{msg}"
+    );
     assert_eq!(
         std::fs::read_to_string(dir.path().join(".terraform.lock.hcl")).unwrap(),
         LOCK_BEFORE

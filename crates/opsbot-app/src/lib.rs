@@ -41,6 +41,22 @@ pub enum AppError {
     Rules(#[from] opsbot_scan::RuleError),
 }
 
+/// The default listening address of `opsbot app serve`.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+
+/// The `[app]` table of opsbot.toml (the webhook secret and App key stay in the
+/// environment, never in a file).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppSettings {
+    /// Listening address (`--listen` / `OPSBOT_LISTEN` win).
+    #[serde(default)]
+    pub listen: Option<String>,
+    /// Scans running at once (default 8).
+    #[serde(default)]
+    pub max_concurrent_scans: Option<usize>,
+}
+
 /// The webhook secret from `GITHUB_WEBHOOK_SECRET` (required, non-empty).
 pub fn webhook_secret_from_env() -> Result<SecretString, AppError> {
     webhook_secret_from(std::env::var(WEBHOOK_SECRET_ENV).ok())

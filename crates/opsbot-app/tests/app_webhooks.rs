@@ -833,3 +833,51 @@ async fn timing_webhook_to_check_run_for_a_1000_line_pull_request() {
         "GitHub waits 10 s at most"
     );
 }
+
+#[tokio::test]
+async fn a_compare_at_githubs_300_file_limit_is_read_commit_by_commit() {
+    let h = start().await;
+    let before = h.fake.commit_files(REPO, "main", &[("a.txt", "a\n")], "a");
+    let names: Vec<String> = (0..300).map(|i| format!("gen/file_{i:03}.txt")).collect();
+    let files: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "generated\n")).collect();
+    let c1 = h
+        .fake
+        .commit_files(REPO, "main", &files, "300 generated files");
+    let after = h.fake.commit_files(
+        REPO,
+        "main",
+        &[(
+            "deploy/creds.env",
+            &format!("AWS_ACCESS_KEY_ID={}\n", aws_key(80)),
+        )],
+        "creds",
+    );
+    h.fake.clear_requests();
+    h.deliver(
+        "push",
+        "d-300",
+        &push_payload("refs/heads/main", &before, &after),
+    )
+    .await;
+    let runs = h.settled_check_runs().await;
+    assert_eq!(runs.len(), 1);
+    assert_eq!(
+        annotation_lines(&runs[0]),
+        vec![("deploy/creds.env".to_owned(), 1)]
+    );
+    let summary = runs[0].summary.clone().unwrap();
+    assert!(
+        summary.contains("each commit was read on its own"),
+        "{summary}"
+    );
+    assert!(summary.contains("of 301 files"), "{summary}");
+    let paths: Vec<String> = h.fake.requests().iter().map(|r| r.path.clone()).collect();
+    for sha in [&c1, &after] {
+        assert!(
+            paths
+                .iter()
+                .any(|p| p == &format!("/repos/acme/infra/commits/{sha}")),
+            "{paths:?}"
+        );
+    }
+}

@@ -20,4 +20,47 @@ fn main() {
     let n = scanner.scan_bytes("x", b"hello world\n").len();
     let first = t.elapsed();
     println!("rules: {} in {loaded:?}; automaton in {built:?}; first scan {first:?} ({n} findings)", rules.len());
+    parts();
+    compile_times(&rules);
+}
+
+#[allow(dead_code)]
+fn parts() {
+    let t = Instant::now();
+    let mut n = 0;
+    for (_, text) in opsbot_scan::rule::embedded_rule_files() {
+        let f: opsbot_scan::rule::RuleFile = toml::from_str(text).unwrap_or_default();
+        n += f.rules.len();
+    }
+    let toml_t = t.elapsed();
+    let t = Instant::now();
+    let mut g = 0;
+    for (_, text) in opsbot_scan::rule::embedded_rule_files() {
+        let f: opsbot_scan::rule::RuleFile = toml::from_str(text).unwrap_or_default();
+        for r in f.rules {
+            if let Ok((_, c)) = opsbot_scan::rule::LazyRegex::parse(&r.regex) {
+                g += c;
+            }
+            for a in r.allowlist.iter().chain(&r.require) {
+                let _ = opsbot_scan::rule::LazyRegex::parse(a);
+            }
+        }
+    }
+    println!("toml only: {toml_t:?} ({n} rules); toml + regex syntax: {:?} ({g})", t.elapsed());
+}
+
+#[allow(dead_code)]
+fn compile_times(rules: &RuleSet) {
+    let mut v: Vec<(std::time::Duration, String)> = rules
+        .rules()
+        .map(|r| {
+            let t = Instant::now();
+            let _ = r.regex.force();
+            (t.elapsed(), r.id.clone())
+        })
+        .collect();
+    v.sort();
+    v.reverse();
+    let total: std::time::Duration = v.iter().map(|x| x.0).sum();
+    println!("compile all: {total:?}; slowest: {:?}", &v[..8]);
 }

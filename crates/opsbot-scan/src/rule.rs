@@ -163,20 +163,18 @@ pub struct LazyRegex {
 }
 
 impl LazyRegex {
-    /// Checks the syntax now (cheap); compiles later.
+    /// Checks the syntax now (a parse to the syntax tree: cheap); compiles later.
+    /// Returns the regex and its number of capture groups.
     pub fn parse(source: &str) -> Result<(Self, usize), String> {
-        let hir = regex_syntax::ParserBuilder::new()
-            .utf8(false)
-            .build()
+        let ast = regex_syntax::ast::parse::Parser::new()
             .parse(source)
             .map_err(|e| format!("regex does not parse: {}", one_line(&e.to_string())))?;
-        let groups = hir.properties().explicit_captures_len();
         Ok((
             LazyRegex {
                 source: source.to_owned(),
                 compiled: OnceLock::new(),
             },
-            groups,
+            count_captures(&ast),
         ))
     }
 
@@ -217,6 +215,17 @@ impl LazyRegex {
                 .ok_or("regex")?),
             Err(err) => Err(err),
         }
+    }
+}
+
+fn count_captures(ast: &regex_syntax::ast::Ast) -> usize {
+    use regex_syntax::ast::Ast;
+    match ast {
+        Ast::Group(g) => usize::from(g.capture_index().is_some()) + count_captures(&g.ast),
+        Ast::Concat(c) => c.asts.iter().map(count_captures).sum(),
+        Ast::Alternation(a) => a.asts.iter().map(count_captures).sum(),
+        Ast::Repetition(r) => count_captures(&r.ast),
+        _ => 0,
     }
 }
 

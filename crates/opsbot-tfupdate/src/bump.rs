@@ -76,8 +76,9 @@ pub async fn bump<G: GithubReleases>(
         release.version.clone(),
         opts.dry_run,
     );
-    let update = tokio::task::spawn_blocking(move || update_tree(&path, &walk, &target2, &version, dry_run))
-        .await
-        .map_err(|e| BumpError::Internal(e.to_string()))??;
+    let update =
+        tokio::task::spawn_blocking(move || update_tree(&path, &walk, &target2, &version, dry_run))
+            .await
+            .map_err(|e| BumpError::Internal(e.to_string()))??;
     Ok(BumpResult { release, update })
 }

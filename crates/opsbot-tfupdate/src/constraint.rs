@@ -261,7 +261,8 @@ impl Constraint {
             let v = version.semver();
             let named = self.clauses.iter().any(|c| {
                 let cv = c.version.semver();
-                c.version.is_prerelease() && (cv.major, cv.minor, cv.patch) == (v.major, v.minor, v.patch)
+                c.version.is_prerelease()
+                    && (cv.major, cv.minor, cv.patch) == (v.major, v.minor, v.patch)
             });
             if !named {
                 return false;
@@ -441,13 +442,19 @@ mod tests {
         assert_eq!(rewrite("1.9.8", "1.9.8"), Decision::Keep(Kept::Current));
         // an explicit -v may go down as well
         assert_eq!(rewrite("1.9.8", "1.5.7"), to("1.5.7", Style::Exact));
-        assert_eq!(rewrite("1.9.0", "1.10.0-rc1"), to("1.10.0-rc1", Style::Exact));
+        assert_eq!(
+            rewrite("1.9.0", "1.10.0-rc1"),
+            to("1.10.0-rc1", Style::Exact)
+        );
     }
 
     #[test]
     fn pessimistic_constraints_keep_their_number_of_parts() {
         assert_eq!(rewrite("~> 1.5", "1.9.8"), to("~> 1.9", Style::Pessimistic));
-        assert_eq!(rewrite("~> 1.5.0", "1.9.8"), to("~> 1.9.8", Style::Pessimistic));
+        assert_eq!(
+            rewrite("~> 1.5.0", "1.9.8"),
+            to("~> 1.9.8", Style::Pessimistic)
+        );
         assert_eq!(rewrite("~> 4", "5.70.0"), to("~> 5", Style::Pessimistic));
         assert_eq!(rewrite("~>4.0", "5.70.0"), to("~>5.70", Style::Pessimistic));
         assert_eq!(rewrite("~> 1.9", "1.9.8"), Decision::Keep(Kept::Current));
@@ -457,20 +464,35 @@ mod tests {
     #[test]
     fn ranges_that_admit_the_new_version_are_kept() {
         assert_eq!(rewrite(">= 1.3", "1.9.8"), Decision::Keep(Kept::Admits));
-        assert_eq!(rewrite(">= 1.3, < 2.0", "1.9.8"), Decision::Keep(Kept::Admits));
+        assert_eq!(
+            rewrite(">= 1.3, < 2.0", "1.9.8"),
+            Decision::Keep(Kept::Admits)
+        );
         assert_eq!(rewrite("!= 1.4.0", "1.9.8"), Decision::Keep(Kept::Admits));
-        assert_eq!(rewrite(">= 4.0, ~> 4.2", "4.9.0"), Decision::Keep(Kept::Admits));
+        assert_eq!(
+            rewrite(">= 4.0, ~> 4.2", "4.9.0"),
+            Decision::Keep(Kept::Admits)
+        );
     }
 
     #[test]
     fn anything_else_is_replaced_by_the_exact_version() {
-        assert_eq!(rewrite(">= 1.3, < 1.6", "1.9.8"), to("1.9.8", Style::Replaced));
+        assert_eq!(
+            rewrite(">= 1.3, < 1.6", "1.9.8"),
+            to("1.9.8", Style::Replaced)
+        );
         assert_eq!(rewrite("< 1.0", "1.9.8"), to("1.9.8", Style::Replaced));
         assert_eq!(rewrite("latest", "1.9.8"), to("1.9.8", Style::Replaced));
         assert_eq!(rewrite("", "1.9.8"), to("1.9.8", Style::Replaced));
         // a range never admits a pre-release it does not name
-        assert_eq!(rewrite(">= 1.3", "2.0.0-beta1"), to("2.0.0-beta1", Style::Replaced));
-        assert_eq!(rewrite("~> 1.5", "2.0.0-beta1"), to("2.0.0-beta1", Style::Replaced));
+        assert_eq!(
+            rewrite(">= 1.3", "2.0.0-beta1"),
+            to("2.0.0-beta1", Style::Replaced)
+        );
+        assert_eq!(
+            rewrite("~> 1.5", "2.0.0-beta1"),
+            to("2.0.0-beta1", Style::Replaced)
+        );
     }
 
     #[test]
@@ -486,7 +508,11 @@ mod tests {
         assert!(c.admits(&v("2.0")));
         assert!(!c.admits(&v("1.5.0")));
         assert!(!c.admits(&v("1.0.0")));
-        assert!(Constraint::parse("= 1.9.0-beta1").unwrap().admits(&v("1.9.0-beta1")));
+        assert!(
+            Constraint::parse("= 1.9.0-beta1")
+                .unwrap()
+                .admits(&v("1.9.0-beta1"))
+        );
         assert!(Constraint::parse("1.2.3").unwrap().exact().is_some());
         assert!(Constraint::parse(">= 1.2.3").unwrap().exact().is_none());
         assert!(Constraint::parse("1.2,").is_err());

@@ -32,7 +32,9 @@ pub fn h1_hash_zip(zip: &[u8]) -> Result<String, PackageError> {
         zip::ZipArchive::new(std::io::Cursor::new(zip)).map_err(|e| PackageError(e.to_string()))?;
     let mut files: BTreeMap<String, String> = BTreeMap::new();
     for i in 0..archive.len() {
-        let mut entry = archive.by_index(i).map_err(|e| PackageError(e.to_string()))?;
+        let mut entry = archive
+            .by_index(i)
+            .map_err(|e| PackageError(e.to_string()))?;
         if entry.is_dir() {
             continue;
         }
@@ -47,7 +49,9 @@ pub fn h1_hash_zip(zip: &[u8]) -> Result<String, PackageError> {
         let mut hasher = Sha256::new();
         let mut buf = [0u8; 64 * 1024];
         loop {
-            let n = entry.read(&mut buf).map_err(|e| PackageError(format!("{name}: {e}")))?;
+            let n = entry
+                .read(&mut buf)
+                .map_err(|e| PackageError(format!("{name}: {e}")))?;
             if n == 0 {
                 break;
             }
@@ -55,7 +59,9 @@ pub fn h1_hash_zip(zip: &[u8]) -> Result<String, PackageError> {
         }
         files.insert(name, hex::encode(hasher.finalize()));
     }
-    Ok(h1_hash_files(files.iter().map(|(n, h)| (n.as_str(), h.as_str()))))
+    Ok(h1_hash_files(
+        files.iter().map(|(n, h)| (n.as_str(), h.as_str())),
+    ))
 }
 
 /// `h1:` from `(path, hex sha256)` pairs (sorted here).
@@ -136,6 +142,9 @@ mod tests {
             "B".repeat(64)
         ));
         assert_eq!(sums.len(), 2);
-        assert_eq!(sums["terraform-provider-x_1.0.0_manifest.json"], "b".repeat(64));
+        assert_eq!(
+            sums["terraform-provider-x_1.0.0_manifest.json"],
+            "b".repeat(64)
+        );
     }
 }

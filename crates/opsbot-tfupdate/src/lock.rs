@@ -123,7 +123,8 @@ impl LockFile {
                     _ => None,
                 })
             };
-            let (version, version_span) = string_attr("version").map_or((None, None), |(v, s)| (Some(v), s));
+            let (version, version_span) =
+                string_attr("version").map_or((None, None), |(v, s)| (Some(v), s));
             let (constraints, constraints_span) =
                 string_attr("constraints").map_or((None, None), |(v, s)| (Some(v), s));
             let mut hashes = Vec::new();
@@ -200,7 +201,10 @@ fn render_block(update: &LockUpdate) -> String {
         }
         None => out.push_str(&format!("  version = {}\n", quote(&update.version))),
     }
-    out.push_str(&format!("  hashes = {}\n", render_hashes(&update.hashes, "  ")));
+    out.push_str(&format!(
+        "  hashes = {}\n",
+        render_hashes(&update.hashes, "  ")
+    ));
     out.push_str("}\n");
     out
 }
@@ -208,11 +212,20 @@ fn render_block(update: &LockUpdate) -> String {
 /// Applies `updates` to the lock file `text` (parsed as `lock`): existing entries are
 /// edited in place (version, constraints, hashes), new ones appended. Everything else
 /// is kept byte for byte.
-pub fn render_lock(text: &str, lock: &LockFile, updates: &[LockUpdate], same: impl Fn(&str, &str) -> bool) -> String {
+pub fn render_lock(
+    text: &str,
+    lock: &LockFile,
+    updates: &[LockUpdate],
+    same: impl Fn(&str, &str) -> bool,
+) -> String {
     let mut edits: Vec<(Range<usize>, String)> = Vec::new();
     let mut appended = String::new();
     for update in updates {
-        match lock.entries.iter().find(|e| same(&e.address, &update.address)) {
+        match lock
+            .entries
+            .iter()
+            .find(|e| same(&e.address, &update.address))
+        {
             Some(entry) => {
                 if let Some(span) = &entry.version_span
                     && entry.version.as_deref() != Some(update.version.as_str())
@@ -226,7 +239,9 @@ pub fn render_lock(text: &str, lock: &LockFile, updates: &[LockUpdate], same: im
                     (None, Some(c)) => {
                         if let Some(span) = &entry.version_span {
                             // a new attribute right after `version`, like Terraform
-                            let line_end = text[span.end..].find('\n').map_or(text.len(), |i| span.end + i);
+                            let line_end = text[span.end..]
+                                .find('\n')
+                                .map_or(text.len(), |i| span.end + i);
                             edits.push((
                                 line_end..line_end,
                                 format!("\n{}constraints = {}", entry.indent, quote(c)),
@@ -237,7 +252,9 @@ pub fn render_lock(text: &str, lock: &LockFile, updates: &[LockUpdate], same: im
                 }
                 if entry.hashes != update.hashes {
                     match &entry.hashes_span {
-                        Some((span, indent)) => edits.push((span.clone(), render_hashes(&update.hashes, indent))),
+                        Some((span, indent)) => {
+                            edits.push((span.clone(), render_hashes(&update.hashes, indent)))
+                        }
                         None => {
                             let close = entry.block_span.end.saturating_sub(1);
                             edits.push((
@@ -286,7 +303,10 @@ pub enum LockError {
     #[error("{file} is not listed in {url}")]
     NotInSums { file: String, url: String },
     #[error("provider {address}: no version matches `{constraints}`")]
-    NoMatchingVersion { address: String, constraints: String },
+    NoMatchingVersion {
+        address: String,
+        constraints: String,
+    },
 }
 
 type SharedHashes = Arc<OnceCell<Result<Arc<Vec<String>>, LockError>>>;
@@ -303,7 +323,11 @@ pub struct LockHasher {
 }
 
 impl LockHasher {
-    pub fn new(registry: Arc<RegistryClient>, platforms: Vec<Platform>, cache_dir: Option<PathBuf>) -> LockHasher {
+    pub fn new(
+        registry: Arc<RegistryClient>,
+        platforms: Vec<Platform>,
+        cache_dir: Option<PathBuf>,
+    ) -> LockHasher {
         LockHasher {
             registry,
             platforms,
@@ -314,10 +338,17 @@ impl LockHasher {
     }
 
     /// Sorted `h1:` (requested platforms) and `zh:` (every package) hashes.
-    pub async fn hashes(&self, address: &ProviderAddress, version: &TfVersion) -> Result<Arc<Vec<String>>, LockError> {
+    pub async fn hashes(
+        &self,
+        address: &ProviderAddress,
+        version: &TfVersion,
+    ) -> Result<Arc<Vec<String>>, LockError> {
         let key = (address.clone(), version.as_str().to_string());
         let cell = {
-            let mut map = self.done.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut map = self
+                .done
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             map.entry(key).or_default().clone()
         };
         cell.get_or_init(|| async { self.compute(address, version).await.map(Arc::new) })
@@ -325,12 +356,15 @@ impl LockHasher {
             .clone()
     }
 
-    async fn compute(&self, address: &ProviderAddress, version: &TfVersion) -> Result<Vec<String>, LockError> {
-        let packages = futures::future::try_join_all(
-            self.platforms
-                .iter()
-                .map(|p| self.registry.provider_package(address, version, &p.os, &p.arch)),
-        )
+    async fn compute(
+        &self,
+        address: &ProviderAddress,
+        version: &TfVersion,
+    ) -> Result<Vec<String>, LockError> {
+        let packages = futures::future::try_join_all(self.platforms.iter().map(|p| {
+            self.registry
+                .provider_package(address, version, &p.os, &p.arch)
+        }))
         .await?;
         let Some(first) = packages.first() else {
             return Ok(Vec::new());
@@ -339,10 +373,12 @@ impl LockHasher {
         let sums_text = self.registry.get_bytes(&sums_url).await?;
         let sums = parse_sha256sums(&String::from_utf8_lossy(&sums_text));
         let h1s = futures::future::try_join_all(packages.iter().map(|pkg| async {
-            let expected = sums.get(&pkg.filename).ok_or_else(|| LockError::NotInSums {
-                file: pkg.filename.clone(),
-                url: sums_url.clone(),
-            })?;
+            let expected = sums
+                .get(&pkg.filename)
+                .ok_or_else(|| LockError::NotInSums {
+                    file: pkg.filename.clone(),
+                    url: sums_url.clone(),
+                })?;
             if !pkg.shasum.is_empty() && !pkg.shasum.eq_ignore_ascii_case(expected) {
                 return Err(LockError::Checksum {
                     file: pkg.filename.clone(),
@@ -350,7 +386,9 @@ impl LockHasher {
                     actual: format!("{} (registry metadata)", pkg.shasum),
                 });
             }
-            let zip = self.package_bytes(&pkg.download_url, &pkg.filename, expected).await?;
+            let zip = self
+                .package_bytes(&pkg.download_url, &pkg.filename, expected)
+                .await?;
             let filename = pkg.filename.clone();
             tokio::task::spawn_blocking(move || h1_hash_zip(&zip))
                 .await
@@ -358,7 +396,10 @@ impl LockHasher {
                     file: filename.clone(),
                     source: PackageError(e.to_string()),
                 })?
-                .map_err(|source| LockError::Package { file: filename, source })
+                .map_err(|source| LockError::Package {
+                    file: filename,
+                    source,
+                })
         }))
         .await?;
         let mut all: BTreeSet<String> = h1s.into_iter().collect();
@@ -370,7 +411,12 @@ impl LockHasher {
         Ok(all.into_iter().collect())
     }
 
-    async fn package_bytes(&self, url: &str, filename: &str, expected: &str) -> Result<Vec<u8>, LockError> {
+    async fn package_bytes(
+        &self,
+        url: &str,
+        filename: &str,
+        expected: &str,
+    ) -> Result<Vec<u8>, LockError> {
         let cached = self
             .cache_dir
             .as_ref()
@@ -462,7 +508,10 @@ pub type Overlay = HashMap<PathBuf, String>;
 
 /// Provider requirements of the root module in `dir`, following local module calls;
 /// file contents come from `overlay` when present there.
-fn requirements(dir: &Path, overlay: &Overlay) -> Result<BTreeMap<ProviderAddress, Requirement>, FileError> {
+fn requirements(
+    dir: &Path,
+    overlay: &Overlay,
+) -> Result<BTreeMap<ProviderAddress, Requirement>, FileError> {
     let mut out: BTreeMap<ProviderAddress, Requirement> = BTreeMap::new();
     let mut seen: BTreeSet<PathBuf> = BTreeSet::new();
     let mut queue = vec![dir.to_path_buf()];
@@ -489,7 +538,8 @@ fn requirements(dir: &Path, overlay: &Overlay) -> Result<BTreeMap<ProviderAddres
         for file in &scanned {
             for pin in &file.pins {
                 if let (
-                    PinKind::RequiredProvider { address, .. } | PinKind::ProviderBlock { address, .. },
+                    PinKind::RequiredProvider { address, .. }
+                    | PinKind::ProviderBlock { address, .. },
                     Some(value),
                 ) = (&pin.kind, &pin.value)
                 {
@@ -556,7 +606,8 @@ pub async fn locked_text(
         file: path.clone(),
         message,
     };
-    let text = std::fs::read_to_string(&path).map_err(|e| file_err(format!("{}: cannot read: {e}", path.display())))?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| file_err(format!("{}: cannot read: {e}", path.display())))?;
     let lock = LockFile::parse(&path, &text).map_err(|e| file_err(e.to_string()))?;
     let reqs = requirements(dir, overlay)?;
     let default_host = lock_default_host(registry);
@@ -582,7 +633,9 @@ pub async fn locked_text(
             .map_err(|e| file_err(format!("{}: {address} {version}: {e}", path.display())))?;
         let same_version = locked.is_some_and(|l| TfVersion::parse(l).is_ok_and(|l| l == version));
         let hashes: Vec<String> = if same_version {
-            let mut all: BTreeSet<String> = existing.map(|e| e.hashes.iter().cloned().collect()).unwrap_or_default();
+            let mut all: BTreeSet<String> = existing
+                .map(|e| e.hashes.iter().cloned().collect())
+                .unwrap_or_default();
             all.extend(computed.iter().cloned());
             all.into_iter().collect()
         } else {
@@ -593,10 +646,15 @@ pub async fn locked_text(
             _ => version.to_string(),
         };
         if !same_version {
-            versions.push((address.to_string(), locked.map(str::to_string), version_text.clone()));
+            versions.push((
+                address.to_string(),
+                locked.map(str::to_string),
+                version_text.clone(),
+            ));
         }
         updates.push(LockUpdate {
-            address: existing.map_or_else(|| address.qualified(&default_host), |e| e.address.clone()),
+            address: existing
+                .map_or_else(|| address.qualified(&default_host), |e| e.address.clone()),
             version: version_text,
             constraints: (!req.constraints.is_empty()).then(|| req.constraints.join(", ")),
             hashes,
@@ -653,9 +711,11 @@ pub async fn update_locks(
                 if changed {
                     report.changed.push(path.clone());
                 }
-                report
-                    .versions
-                    .extend(versions.into_iter().map(|(a, f, t)| (path.clone(), a, f, t)));
+                report.versions.extend(
+                    versions
+                        .into_iter()
+                        .map(|(a, f, t)| (path.clone(), a, f, t)),
+                );
             }
             Err(e) => report.errors.push(e),
         }
@@ -692,7 +752,10 @@ provider "registry.terraform.io/hashicorp/random" {
     fn parses_lock_files() {
         let lock = LockFile::parse(Path::new(LOCK_FILE), LOCK).unwrap();
         assert_eq!(lock.entries.len(), 2);
-        assert_eq!(lock.entries[0].address, "registry.terraform.io/hashicorp/aws");
+        assert_eq!(
+            lock.entries[0].address,
+            "registry.terraform.io/hashicorp/aws"
+        );
         assert_eq!(lock.entries[0].version.as_deref(), Some("5.31.0"));
         assert_eq!(lock.entries[0].constraints.as_deref(), Some("5.31.0"));
         assert_eq!(lock.entries[0].hashes.len(), 2);
@@ -741,7 +804,10 @@ provider "registry.terraform.io/hashicorp/random" {
             hashes: vec!["h1:rand=".into()],
         }];
         let out = render_lock(LOCK, &lock, &updates, |a, b| a == b);
-        assert!(out.contains("  version = \"3.6.0\"\n  constraints = \"~> 3.6\"\n  hashes = ["), "{out}");
+        assert!(
+            out.contains("  version = \"3.6.0\"\n  constraints = \"~> 3.6\"\n  hashes = ["),
+            "{out}"
+        );
     }
 
     #[test]
@@ -754,12 +820,17 @@ provider "registry.terraform.io/hashicorp/random" {
         }];
         let out = render_lock("", &LockFile::default(), &updates, |a, b| a == b);
         assert!(out.starts_with(HEADER));
-        assert!(out.contains("provider \"registry.terraform.io/hashicorp/null\" {\n  version = \"3.2.0\"\n"));
+        assert!(out.contains(
+            "provider \"registry.terraform.io/hashicorp/null\" {\n  version = \"3.2.0\"\n"
+        ));
     }
 
     #[test]
     fn platforms() {
-        assert_eq!(Platform::parse("linux_amd64").unwrap().to_string(), "linux_amd64");
+        assert_eq!(
+            Platform::parse("linux_amd64").unwrap().to_string(),
+            "linux_amd64"
+        );
         assert_eq!(Platform::parse("darwin_arm64").unwrap().arch, "arm64");
         assert!(Platform::parse("linux").is_none());
         assert!(Platform::parse("_amd64").is_none());

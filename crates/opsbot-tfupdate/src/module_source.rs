@@ -196,7 +196,10 @@ mod tests {
             "s3::https://s3.amazonaws.com/b/m.zip",
             "a/b",
         ] {
-            assert!(ModuleAddress::parse(not_registry).is_none(), "{not_registry}");
+            assert!(
+                ModuleAddress::parse(not_registry).is_none(),
+                "{not_registry}"
+            );
         }
     }
 
@@ -210,7 +213,10 @@ mod tests {
             "terraform-aws-modules/iam/aws",
             "terraform-aws-modules/iam/aws//modules/iam-user"
         ));
-        assert!(!matches("terraform-aws-modules/vpc/aws", "terraform-aws-modules/vpc/google"));
+        assert!(!matches(
+            "terraform-aws-modules/vpc/aws",
+            "terraform-aws-modules/vpc/google"
+        ));
         assert!(matches(
             "github.com/acme/tf-modules",
             "git::https://github.com/acme/tf-modules.git//net?ref=v1.2.3"
@@ -223,7 +229,10 @@ mod tests {
             "git::ssh://git@example.com:2222/acme/m.git",
             "git::ssh://git@example.com:2222/acme/m.git?ref=1.0.0"
         ));
-        assert!(!matches("github.com/acme/other", "github.com/acme/tf-modules?ref=v1"));
+        assert!(!matches(
+            "github.com/acme/other",
+            "github.com/acme/tf-modules?ref=v1"
+        ));
         assert!(!matches("./modules/a", "./modules/b"));
     }
 

@@ -127,7 +127,9 @@ impl PinKind {
             PinKind::RequiredProvider { local_name, .. } => {
                 format!("required_providers.{local_name} (legacy string)")
             }
-            PinKind::ProviderBlock { local_name, .. } => format!("provider \"{local_name}\" version"),
+            PinKind::ProviderBlock { local_name, .. } => {
+                format!("provider \"{local_name}\" version")
+            }
             PinKind::ModuleVersion { module, .. } => format!("module \"{module}\" version"),
             PinKind::ModuleSource { module, .. } => format!("module \"{module}\" source ref"),
         }
@@ -225,7 +227,11 @@ fn terraform_block(
     if let Some(attr) = block.body.get_attribute("required_version") {
         pins.extend(pin(PinKind::TerraformVersion, &attr.value, lines));
     }
-    for rp in block.body.blocks().filter(|b| b.has_ident("required_providers")) {
+    for rp in block
+        .body
+        .blocks()
+        .filter(|b| b.has_ident("required_providers"))
+    {
         required_providers(&rp.body, lines, pins, local_names);
     }
 }
@@ -348,7 +354,9 @@ pub fn local_module_sources(text: &str) -> Vec<String> {
     body.blocks()
         .filter(|b| b.has_ident("module"))
         .filter_map(|b| match &b.body.get_attribute("source")?.value {
-            Expression::String(s) if s.starts_with("./") || s.starts_with("../") => Some(s.value().to_string()),
+            Expression::String(s) if s.starts_with("./") || s.starts_with("../") => {
+                Some(s.value().to_string())
+            }
             _ => None,
         })
         .collect()
@@ -364,10 +372,16 @@ mod tests {
         let a = ProviderAddress::parse("registry.terraform.io/HashiCorp/aws").unwrap();
         assert_eq!(a, ProviderAddress::parse("hashicorp/aws").unwrap());
         assert_eq!(a.short(), "hashicorp/aws");
-        assert_eq!(a.qualified("registry.opentofu.org"), "registry.opentofu.org/hashicorp/aws");
+        assert_eq!(
+            a.qualified("registry.opentofu.org"),
+            "registry.opentofu.org/hashicorp/aws"
+        );
         let p = ProviderAddress::parse("app.terraform.io/acme/foo").unwrap();
         assert_eq!(p.short(), "app.terraform.io/acme/foo");
-        assert_eq!(ProviderAddress::parse("aws").unwrap().namespace, "hashicorp");
+        assert_eq!(
+            ProviderAddress::parse("aws").unwrap().namespace,
+            "hashicorp"
+        );
         assert!(ProviderAddress::parse("a/b/c/d").is_none());
         assert!(ProviderAddress::parse("a//c").is_none());
     }

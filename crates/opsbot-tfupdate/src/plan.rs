@@ -151,7 +151,10 @@ impl UpdateGroup {
                 _ => format!("Bump {} to {}", one.name, one.to),
             },
             many => {
-                let list: Vec<String> = many.iter().map(|u| format!("{} {}", u.name, u.to)).collect();
+                let list: Vec<String> = many
+                    .iter()
+                    .map(|u| format!("{} {}", u.name, u.to))
+                    .collect();
                 let what = match self.key.as_str() {
                     "providers" => "providers",
                     "modules" => "modules",
@@ -181,7 +184,12 @@ impl UpdateGroup {
             } else {
                 format!("[{}]({})", u.to, u.notes_url)
             };
-            out.push_str(&format!("| {} | {} | `{}` | {notes} |\n", u.name, from_list(&u.from), u.to));
+            out.push_str(&format!(
+                "| {} | {} | `{}` | {notes} |\n",
+                u.name,
+                from_list(&u.from),
+                u.to
+            ));
         }
         out.push_str("\n### Changed files\n\n");
         for f in &self.files {
@@ -197,7 +205,10 @@ impl UpdateGroup {
              formatting are untouched. A newer release replaces this pull request; closing it \
              skips this version.\n\n",
         );
-        out.push_str(&opsbot_core::github::marker::render(MARKER_KIND, &self.marker()));
+        out.push_str(&opsbot_core::github::marker::render(
+            MARKER_KIND,
+            &self.marker(),
+        ));
         out.push('\n');
         out
     }
@@ -207,7 +218,10 @@ fn from_list(from: &[String]) -> String {
     if from.is_empty() {
         return "—".to_string();
     }
-    from.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ")
+    from.iter()
+        .map(|f| format!("`{f}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A pull request of this job that exists on GitHub.
@@ -241,18 +255,33 @@ pub enum PrAction {
     Declined { group: usize, number: u64 },
     /// Over the open pull request limit; tried again next run.
     Deferred { group: usize },
-    Close { number: u64, branch: String, reason: CloseReason },
+    Close {
+        number: u64,
+        branch: String,
+        reason: CloseReason,
+    },
 }
 
 /// Decides what to do. `current_keys` are group keys whose targets were checked and are
 /// up to date (their open PRs are obsolete). `max_open` bounds this job's open PRs.
-pub fn plan(groups: &[UpdateGroup], current_keys: &[String], existing: &[ExistingPr], max_open: usize) -> Vec<PrAction> {
+pub fn plan(
+    groups: &[UpdateGroup],
+    current_keys: &[String],
+    existing: &[ExistingPr],
+    max_open: usize,
+) -> Vec<PrAction> {
     let mut actions = Vec::new();
     let mut open_count = existing.iter().filter(|p| p.open).count();
     for (i, group) in groups.iter().enumerate() {
         let marker = group.marker();
-        let same_key: Vec<&ExistingPr> = existing.iter().filter(|p| p.marker.key == marker.key).collect();
-        if let Some(pr) = same_key.iter().find(|p| p.open && p.marker.identity == marker.identity) {
+        let same_key: Vec<&ExistingPr> = existing
+            .iter()
+            .filter(|p| p.marker.key == marker.key)
+            .collect();
+        if let Some(pr) = same_key
+            .iter()
+            .find(|p| p.open && p.marker.identity == marker.identity)
+        {
             actions.push(PrAction::Keep {
                 group: i,
                 number: pr.number,
@@ -267,7 +296,10 @@ pub fn plan(groups: &[UpdateGroup], current_keys: &[String], existing: &[Existin
             }
             continue;
         }
-        if let Some(pr) = same_key.iter().find(|p| !p.open && p.marker.identity == marker.identity) {
+        if let Some(pr) = same_key
+            .iter()
+            .find(|p| !p.open && p.marker.identity == marker.identity)
+        {
             actions.push(PrAction::Declined {
                 group: i,
                 number: pr.number,
@@ -289,7 +321,10 @@ pub fn plan(groups: &[UpdateGroup], current_keys: &[String], existing: &[Existin
             });
         }
     }
-    for pr in existing.iter().filter(|p| p.open && current_keys.contains(&p.marker.key)) {
+    for pr in existing
+        .iter()
+        .filter(|p| p.open && current_keys.contains(&p.marker.key))
+    {
         if !groups.iter().any(|g| g.key == pr.marker.key) {
             actions.push(PrAction::Close {
                 number: pr.number,
@@ -356,12 +391,23 @@ mod tests {
     #[test]
     fn names_and_body() {
         let g = aws("5.70.0");
-        assert_eq!(g.branch("opsbot/tfupdate"), "opsbot/tfupdate/provider-hashicorp-aws-5.70.0");
+        assert_eq!(
+            g.branch("opsbot/tfupdate"),
+            "opsbot/tfupdate/provider-hashicorp-aws-5.70.0"
+        );
         assert_eq!(g.title(), "Bump hashicorp/aws from 5.31.0 to 5.70.0");
         let body = g.body();
-        assert!(body.contains("Bumps **hashicorp/aws** from `5.31.0` to `5.70.0`."), "{body}");
-        assert!(body.contains("[5.70.0](https://example.com/hashicorp/aws/5.70.0)"), "{body}");
-        assert!(body.contains("- `envs/prod/versions.tf` (2 pins)\n- `envs/prod/.terraform.lock.hcl` (lock file)"));
+        assert!(
+            body.contains("Bumps **hashicorp/aws** from `5.31.0` to `5.70.0`."),
+            "{body}"
+        );
+        assert!(
+            body.contains("[5.70.0](https://example.com/hashicorp/aws/5.70.0)"),
+            "{body}"
+        );
+        assert!(body.contains(
+            "- `envs/prod/versions.tf` (2 pins)\n- `envs/prod/.terraform.lock.hcl` (lock file)"
+        ));
         let marker: PrMarker = opsbot_core::github::marker::find(&body, MARKER_KIND).unwrap();
         assert_eq!(marker, g.marker());
         assert_eq!(marker.identity, "hashicorp/aws@5.70.0");
@@ -373,11 +419,23 @@ mod tests {
             ],
             "providers",
         );
-        assert_eq!(many.identity(), "hashicorp/aws@5.70.0,hashicorp/random@3.6.3");
-        assert!(many.branch("opsbot/tfupdate/").starts_with("opsbot/tfupdate/providers-"));
+        assert_eq!(
+            many.identity(),
+            "hashicorp/aws@5.70.0,hashicorp/random@3.6.3"
+        );
+        assert!(
+            many.branch("opsbot/tfupdate/")
+                .starts_with("opsbot/tfupdate/providers-")
+        );
         assert_eq!(many.branch("p").len(), "p/providers-".len() + 8);
-        assert_eq!(many.title(), "Bump providers: hashicorp/random 3.6.3, hashicorp/aws 5.70.0");
-        assert_eq!(TargetUpdate::key_for(TargetKind::Module, "app.terraform.io/Acme/net/aws"), "module-app.terraform.io-acme-net-aws");
+        assert_eq!(
+            many.title(),
+            "Bump providers: hashicorp/random 3.6.3, hashicorp/aws 5.70.0"
+        );
+        assert_eq!(
+            TargetUpdate::key_for(TargetKind::Module, "app.terraform.io/Acme/net/aws"),
+            "module-app.terraform.io-acme-net-aws"
+        );
     }
 
     #[test]
@@ -396,9 +454,18 @@ mod tests {
     #[test]
     fn first_run_opens_second_run_keeps() {
         let groups = vec![aws("5.70.0")];
-        assert_eq!(plan(&groups, &[], &[], 10), vec![PrAction::Open { group: 0 }]);
+        assert_eq!(
+            plan(&groups, &[], &[], 10),
+            vec![PrAction::Open { group: 0 }]
+        );
         let open = vec![existing(&groups[0], 7, true)];
-        assert_eq!(plan(&groups, &[], &open, 10), vec![PrAction::Keep { group: 0, number: 7 }]);
+        assert_eq!(
+            plan(&groups, &[], &open, 10),
+            vec![PrAction::Keep {
+                group: 0,
+                number: 7
+            }]
+        );
     }
 
     #[test]
@@ -423,14 +490,28 @@ mod tests {
     fn declined_updates_are_not_reopened() {
         let groups = vec![aws("5.70.0")];
         let closed = vec![existing(&groups[0], 7, false)];
-        assert_eq!(plan(&groups, &[], &closed, 10), vec![PrAction::Declined { group: 0, number: 7 }]);
+        assert_eq!(
+            plan(&groups, &[], &closed, 10),
+            vec![PrAction::Declined {
+                group: 0,
+                number: 7
+            }]
+        );
     }
 
     #[test]
     fn limit_defers_new_prs() {
-        let tf = group(vec![update(TargetKind::Terraform, "Terraform", "1.5.7", "1.9.8")], "terraform");
+        let tf = group(
+            vec![update(TargetKind::Terraform, "Terraform", "1.5.7", "1.9.8")],
+            "terraform",
+        );
         let other = group(
-            vec![update(TargetKind::Provider, "hashicorp/google", "5.0.0", "6.0.0")],
+            vec![update(
+                TargetKind::Provider,
+                "hashicorp/google",
+                "5.0.0",
+                "6.0.0",
+            )],
             "provider-hashicorp-google",
         );
         let groups = vec![aws("5.70.0"), tf, other];

@@ -18,8 +18,8 @@ use crate::lock::{LockHasher, Overlay, Platform, lock_dirs, locked_text};
 use crate::module_source::{ModuleAddress, normalize, ref_version};
 use crate::pins::{PinKind, ProviderAddress};
 use crate::plan::{
-    CloseReason, ExistingPr, FileChange, Grouping, MARKER_KIND, PrAction, PrMarker, TargetKind, TargetUpdate,
-    UpdateGroup, group_key, plan,
+    CloseReason, ExistingPr, FileChange, Grouping, MARKER_KIND, PrAction, PrMarker, TargetKind,
+    TargetUpdate, UpdateGroup, group_key, plan,
 };
 use crate::registry::RegistryClient;
 use crate::release::{GithubReleases, Release, Releases};
@@ -161,7 +161,10 @@ fn candidates(config: &PrConfig, files: &[ScannedFile]) -> Result<Vec<Candidate>
         .iter()
         .any(|f| f.pins.iter().any(|p| p.kind == PinKind::TerraformVersion));
     if config.terraform && has_core_pin {
-        let name = if config.core_repo.eq_ignore_ascii_case(crate::release::OPENTOFU_REPO) {
+        let name = if config
+            .core_repo
+            .eq_ignore_ascii_case(crate::release::OPENTOFU_REPO)
+        {
             "OpenTofu"
         } else {
             "Terraform"
@@ -177,7 +180,9 @@ fn candidates(config: &PrConfig, files: &[ScannedFile]) -> Result<Vec<Candidate>
         .iter()
         .flat_map(|f| f.pins.iter())
         .filter_map(|p| match &p.kind {
-            PinKind::RequiredProvider { address, .. } | PinKind::ProviderBlock { address, .. } => Some(address.clone()),
+            PinKind::RequiredProvider { address, .. } | PinKind::ProviderBlock { address, .. } => {
+                Some(address.clone())
+            }
             _ => None,
         })
         .collect();
@@ -192,10 +197,12 @@ fn candidates(config: &PrConfig, files: &[ScannedFile]) -> Result<Vec<Candidate>
         .ignore_providers
         .iter()
         .map(|p| {
-            ProviderSpec::parse(p).map(|s| s.address()).map_err(|e| PrError::Config {
-                key: "ignore_providers",
-                message: e.to_string(),
-            })
+            ProviderSpec::parse(p)
+                .map(|s| s.address())
+                .map_err(|e| PrError::Config {
+                    key: "ignore_providers",
+                    message: e.to_string(),
+                })
         })
         .collect::<Result<_, _>>()?;
     for address in providers.into_iter().filter(|a| !ignored.contains(a)) {
@@ -217,7 +224,9 @@ fn candidates(config: &PrConfig, files: &[ScannedFile]) -> Result<Vec<Candidate>
                         modules.insert(m.short(), false);
                     }
                 }
-                PinKind::ModuleSource { source, .. } if config.git_ref && ref_version(source).is_some() => {
+                PinKind::ModuleSource { source, .. }
+                    if config.git_ref && ref_version(source).is_some() =>
+                {
                     let n = normalize(source);
                     if n.starts_with("github.com/") && n.split('/').count() == 3 {
                         modules.insert(n, true);
@@ -256,7 +265,10 @@ struct TargetChange {
 fn changes_for(c: &Candidate, release: &Release, files: &[ScannedFile]) -> Option<TargetChange> {
     let mut from: Vec<String> = Vec::new();
     let mut changed = BTreeMap::new();
-    for f in files.iter().filter(|f| f.pins.iter().any(|p| c.target.matches(p))) {
+    for f in files
+        .iter()
+        .filter(|f| f.pins.iter().any(|p| c.target.matches(p)))
+    {
         let r = rewrite_pins(&f.path, &f.text, &f.pins, &c.target, &release.version);
         if r.rewrites.is_empty() {
             continue;
@@ -295,10 +307,17 @@ fn group_files(
     let mut texts: BTreeMap<PathBuf, (String, usize)> = BTreeMap::new();
     for change in members {
         for path in change.files.keys() {
-            let (text, pins) = texts
-                .entry(path.clone())
-                .or_insert_with(|| (originals.get(path).map(|f| f.text.clone()).unwrap_or_default(), 0));
-            let r = rewrite_file(path, text, &change.target, &change.version).map_err(|e| e.to_string())?;
+            let (text, pins) = texts.entry(path.clone()).or_insert_with(|| {
+                (
+                    originals
+                        .get(path)
+                        .map(|f| f.text.clone())
+                        .unwrap_or_default(),
+                    0,
+                )
+            });
+            let r = rewrite_file(path, text, &change.target, &change.version)
+                .map_err(|e| e.to_string())?;
             *pins += r.rewrites.len();
             *text = r.text;
         }
@@ -358,7 +377,9 @@ pub async fn run_pr_job<G: GithubReleases>(job: PrJob<'_, G>) -> Result<PrReport
     .await
     .map_err(|e| PrError::Files(e.to_string()))?
     .map_err(|e| PrError::Files(e.message))?;
-    report.errors.extend(parse_errors.into_iter().map(|e| e.message));
+    report
+        .errors
+        .extend(parse_errors.into_iter().map(|e| e.message));
 
     // 2. targets and 3. their latest releases, concurrently
     let candidates = candidates(config, &files)?;
@@ -392,7 +413,9 @@ pub async fn run_pr_job<G: GithubReleases>(job: PrJob<'_, G>) -> Result<PrReport
             Ok(release) => match changes_for(c, &release, &files) {
                 Some(change) => changes.push(change),
                 None => {
-                    report.current.push(format!("{} {}", c.name, release.version));
+                    report
+                        .current
+                        .push(format!("{} {}", c.name, release.version));
                     current_keys.insert(gkey);
                 }
             },
@@ -401,7 +424,8 @@ pub async fn run_pr_job<G: GithubReleases>(job: PrJob<'_, G>) -> Result<PrReport
     let current_keys: Vec<String> = current_keys.difference(&failed_keys).cloned().collect();
 
     // 5. groups
-    let originals: HashMap<PathBuf, &ScannedFile> = files.iter().map(|f| (f.path.clone(), f)).collect();
+    let originals: HashMap<PathBuf, &ScannedFile> =
+        files.iter().map(|f| (f.path.clone(), f)).collect();
     let mut by_key: BTreeMap<String, Vec<&TargetChange>> = BTreeMap::new();
     let mut order: Vec<String> = Vec::new();
     for change in &changes {
@@ -447,7 +471,9 @@ pub async fn run_pr_job<G: GithubReleases>(job: PrJob<'_, G>) -> Result<PrReport
         }
         let head = format!("{}:{}", job.repo.owner, group.branch(&config.branch_prefix));
         for p in job.gh.list_pulls(&job.repo, "closed", Some(&head)).await? {
-            if let Some(m) = marker::find::<PrMarker>(p.body.as_deref().unwrap_or_default(), MARKER_KIND) {
+            if let Some(m) =
+                marker::find::<PrMarker>(p.body.as_deref().unwrap_or_default(), MARKER_KIND)
+            {
                 existing.push(ExistingPr {
                     number: p.number,
                     branch: p.head.name.clone(),
@@ -461,7 +487,11 @@ pub async fn run_pr_job<G: GithubReleases>(job: PrJob<'_, G>) -> Result<PrReport
 
     // 7. plan
     let actions = plan(&groups, &current_keys, &existing, config.max_open_prs);
-    tracing::info!(groups = groups.len(), actions = actions.len(), "tfupdate plan");
+    tracing::info!(
+        groups = groups.len(),
+        actions = actions.len(),
+        "tfupdate plan"
+    );
 
     // 8. carry it out: opens first (their numbers are needed for the closing comments)
     let base_branch = match &config.base {
@@ -482,11 +512,15 @@ pub async fn run_pr_job<G: GithubReleases>(job: PrJob<'_, G>) -> Result<PrReport
                 group_numbers.insert(*group, *number);
                 report.kept.push((*number, groups[*group].title()));
             }
-            PrAction::Declined { group, number } => report.declined.push((*number, groups[*group].title())),
+            PrAction::Declined { group, number } => {
+                report.declined.push((*number, groups[*group].title()))
+            }
             PrAction::Deferred { group } => report.deferred.push(groups[*group].title()),
             PrAction::Open { group } => {
                 let mut g = groups[*group].clone();
-                if g.updates.iter().any(|u| u.kind == TargetKind::Provider) && !lock_roots.is_empty() {
+                if g.updates.iter().any(|u| u.kind == TargetKind::Provider)
+                    && !lock_roots.is_empty()
+                {
                     let overlay: Overlay = group_paths[*group]
                         .iter()
                         .cloned()
@@ -494,16 +528,24 @@ pub async fn run_pr_job<G: GithubReleases>(job: PrJob<'_, G>) -> Result<PrReport
                         .collect();
                     for dir in &lock_roots {
                         let with = locked_text(dir, &overlay, &hasher, &job.registry).await;
-                        let without = locked_text(dir, &Overlay::new(), &hasher, &job.registry).await;
+                        let without =
+                            locked_text(dir, &Overlay::new(), &hasher, &job.registry).await;
                         match (with, without) {
                             (Ok((_, new, _)), Ok((_, baseline, _))) if new != baseline => {
                                 g.files.push(FileChange {
-                                    path: rel_path(&job.checkout, &dir.join(crate::lock::LOCK_FILE)),
+                                    path: rel_path(
+                                        &job.checkout,
+                                        &dir.join(crate::lock::LOCK_FILE),
+                                    ),
                                     pins: 0,
                                     content: new,
                                 });
                             }
-                            (Err(e), _) | (_, Err(e)) => report.errors.push(format!("{}: lock file not updated: {}", g.title(), e.message)),
+                            (Err(e), _) | (_, Err(e)) => report.errors.push(format!(
+                                "{}: lock file not updated: {}",
+                                g.title(),
+                                e.message
+                            )),
                             _ => {}
                         }
                     }
@@ -518,7 +560,12 @@ pub async fn run_pr_job<G: GithubReleases>(job: PrJob<'_, G>) -> Result<PrReport
                         .gh
                         .git_ref(&job.repo, &format!("heads/{base_branch}"))
                         .await?
-                        .ok_or_else(|| PrError::Files(format!("base branch `{base_branch}` not found in {}", job.repo)))?;
+                        .ok_or_else(|| {
+                            PrError::Files(format!(
+                                "base branch `{base_branch}` not found in {}",
+                                job.repo
+                            ))
+                        })?;
                     let commit = job.gh.git_commit(&job.repo, &head.object.sha).await?;
                     base_state = Some((head.object.sha, commit.tree.sha));
                 }
@@ -533,7 +580,12 @@ pub async fn run_pr_job<G: GithubReleases>(job: PrJob<'_, G>) -> Result<PrReport
         }
     }
     for action in &actions {
-        let PrAction::Close { number, branch, reason } = action else {
+        let PrAction::Close {
+            number,
+            branch,
+            reason,
+        } = action
+        else {
             continue;
         };
         let comment = match reason {
@@ -541,7 +593,9 @@ pub async fn run_pr_job<G: GithubReleases>(job: PrJob<'_, G>) -> Result<PrReport
                 Some(n) => format!("Superseded by #{n} ({}).", groups[*group].title()),
                 None => format!("Superseded by a newer update: {}.", groups[*group].title()),
             },
-            CloseReason::UpToDate => "Closing: the repository already uses the latest release.".to_string(),
+            CloseReason::UpToDate => {
+                "Closing: the repository already uses the latest release.".to_string()
+            }
         };
         if !job.dry_run {
             job.gh.create_comment(&job.repo, *number, &comment).await?;
@@ -555,7 +609,11 @@ pub async fn run_pr_job<G: GithubReleases>(job: PrJob<'_, G>) -> Result<PrReport
                     },
                 )
                 .await?;
-            if let Err(e) = job.gh.delete_ref(&job.repo, &format!("heads/{branch}")).await {
+            if let Err(e) = job
+                .gh
+                .delete_ref(&job.repo, &format!("heads/{branch}"))
+                .await
+            {
                 tracing::warn!(branch, error = %e, "cannot delete the branch of a closed pull request");
             }
         }
@@ -581,16 +639,24 @@ async fn open_pr<G>(
         .collect();
     let tree = gh.create_tree(repo, Some(base_tree), &entries).await?;
     let title = group.title();
-    let files: Vec<String> = group.files.iter().map(|f| format!("- {}", f.path)).collect();
+    let files: Vec<String> = group
+        .files
+        .iter()
+        .map(|f| format!("- {}", f.path))
+        .collect();
     let message = format!("{title}\n\n{}\n", files.join("\n"));
-    let commit = gh.create_commit(repo, &message, &tree.sha, &[base_sha.to_string()]).await?;
+    let commit = gh
+        .create_commit(repo, &message, &tree.sha, &[base_sha.to_string()])
+        .await?;
     let branch = group.branch(&config.branch_prefix);
     match gh.git_ref(repo, &format!("heads/{branch}")).await? {
         Some(_) => {
-            gh.update_ref(repo, &format!("heads/{branch}"), &commit.sha, true).await?;
+            gh.update_ref(repo, &format!("heads/{branch}"), &commit.sha, true)
+                .await?;
         }
         None => {
-            gh.create_ref(repo, &format!("refs/heads/{branch}"), &commit.sha).await?;
+            gh.create_ref(repo, &format!("refs/heads/{branch}"), &commit.sha)
+                .await?;
         }
     }
     let pr = gh

@@ -64,7 +64,9 @@ impl Default for RegistryOptions {
 
 /// `TF_TOKEN_app_terraform_io` → (`app.terraform.io`, token). Terraform spells dots as
 /// `_` and dashes as `__` in the variable name.
-pub fn tokens_from_env(vars: impl IntoIterator<Item = (String, String)>) -> HashMap<String, String> {
+pub fn tokens_from_env(
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> HashMap<String, String> {
     let mut out = HashMap::new();
     for (key, value) in vars {
         let Some(host) = key.strip_prefix("TF_TOKEN_") else {
@@ -73,7 +75,10 @@ pub fn tokens_from_env(vars: impl IntoIterator<Item = (String, String)>) -> Hash
         if host.is_empty() || value.is_empty() {
             continue;
         }
-        let host = host.replace("__", "\u{0}").replace('_', ".").replace('\u{0}', "-");
+        let host = host
+            .replace("__", "\u{0}")
+            .replace('_', ".")
+            .replace('\u{0}', "-");
         out.insert(host.to_ascii_lowercase(), value);
     }
     out
@@ -144,20 +149,28 @@ struct ModuleVersionDoc {
 
 type Shared<T> = Arc<OnceCell<Result<T, RegistryError>>>;
 
+/// A registry's base URL and its discovered services.
+type Services = Arc<(Url, Discovery)>;
+
 /// A registry client with a per-run cache.
 #[derive(Debug)]
 pub struct RegistryClient {
     http: reqwest::Client,
     base: Url,
     tokens: HashMap<String, String>,
-    discovery: Mutex<HashMap<String, Shared<Arc<(Url, Discovery)>>>>,
+    discovery: Mutex<HashMap<String, Shared<Services>>>,
     providers: Mutex<HashMap<ProviderAddress, Shared<Arc<Vec<ProviderRelease>>>>>,
     modules: Mutex<HashMap<ModuleAddress, Shared<Arc<Vec<TfVersion>>>>>,
     requests: AtomicUsize,
 }
 
-fn shared<K: std::hash::Hash + Eq + Clone, T>(map: &Mutex<HashMap<K, Shared<T>>>, key: &K) -> Shared<T> {
-    let mut map = map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+fn shared<K: std::hash::Hash + Eq + Clone, T>(
+    map: &Mutex<HashMap<K, Shared<T>>>,
+    key: &K,
+) -> Shared<T> {
+    let mut map = map
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     map.entry(key.clone()).or_default().clone()
 }
 
@@ -267,7 +280,10 @@ impl RegistryClient {
         Ok(resp)
     }
 
-    async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &Url) -> Result<T, RegistryError> {
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &Url,
+    ) -> Result<T, RegistryError> {
         let resp = self.get(url).await?;
         let bytes = resp.bytes().await.map_err(|e| RegistryError::Http {
             url: url.to_string(),
@@ -293,14 +309,16 @@ impl RegistryClient {
         Ok(bytes.to_vec())
     }
 
-    async fn services(&self, host: Option<&str>) -> Result<Arc<(Url, Discovery)>, RegistryError> {
+    async fn services(&self, host: Option<&str>) -> Result<Services, RegistryError> {
         let base = self.base_for(host)?;
         let cell = shared(&self.discovery, &host_key(&base));
         cell.get_or_init(|| async {
-            let url = base.join(".well-known/terraform.json").map_err(|e| RegistryError::BadUrl {
-                url: base.to_string(),
-                message: e.to_string(),
-            })?;
+            let url =
+                base.join(".well-known/terraform.json")
+                    .map_err(|e| RegistryError::BadUrl {
+                        url: base.to_string(),
+                        message: e.to_string(),
+                    })?;
             let doc: Discovery = self.get_json(&url).await?;
             Ok(Arc::new((base.clone(), doc)))
         })
@@ -344,8 +362,13 @@ impl RegistryClient {
     ) -> Result<Arc<Vec<ProviderRelease>>, RegistryError> {
         let cell = shared(&self.providers, address);
         cell.get_or_init(|| async {
-            let base = self.service_url(address.host.as_deref(), "providers.v1").await?;
-            let url = Self::join(&base, &format!("{}/{}/versions", address.namespace, address.name))?;
+            let base = self
+                .service_url(address.host.as_deref(), "providers.v1")
+                .await?;
+            let url = Self::join(
+                &base,
+                &format!("{}/{}/versions", address.namespace, address.name),
+            )?;
             let doc: ProviderVersionsDoc = self.get_json(&url).await?;
             let releases: Vec<ProviderRelease> = doc
                 .versions
@@ -369,13 +392,21 @@ impl RegistryClient {
     }
 
     /// All versions of a registry module (one request per module per client).
-    pub async fn module_versions(&self, address: &ModuleAddress) -> Result<Arc<Vec<TfVersion>>, RegistryError> {
+    pub async fn module_versions(
+        &self,
+        address: &ModuleAddress,
+    ) -> Result<Arc<Vec<TfVersion>>, RegistryError> {
         let cell = shared(&self.modules, address);
         cell.get_or_init(|| async {
-            let base = self.service_url(address.host.as_deref(), "modules.v1").await?;
+            let base = self
+                .service_url(address.host.as_deref(), "modules.v1")
+                .await?;
             let url = Self::join(
                 &base,
-                &format!("{}/{}/{}/versions", address.namespace, address.name, address.system),
+                &format!(
+                    "{}/{}/{}/versions",
+                    address.namespace, address.name, address.system
+                ),
             )?;
             let doc: ModuleVersionsDoc = self.get_json(&url).await?;
             let versions: Vec<TfVersion> = doc
@@ -403,7 +434,9 @@ impl RegistryClient {
         os: &str,
         arch: &str,
     ) -> Result<ProviderPackage, RegistryError> {
-        let base = self.service_url(address.host.as_deref(), "providers.v1").await?;
+        let base = self
+            .service_url(address.host.as_deref(), "providers.v1")
+            .await?;
         let url = Self::join(
             &base,
             &format!(
@@ -423,7 +456,10 @@ impl RegistryClient {
 }
 
 /// The newest version, stable only unless `pre_release`.
-pub fn latest<'a>(versions: impl IntoIterator<Item = &'a TfVersion>, pre_release: bool) -> Option<&'a TfVersion> {
+pub fn latest<'a>(
+    versions: impl IntoIterator<Item = &'a TfVersion>,
+    pre_release: bool,
+) -> Option<&'a TfVersion> {
     versions
         .into_iter()
         .filter(|v| pre_release || !v.is_prerelease())
@@ -431,7 +467,10 @@ pub fn latest<'a>(versions: impl IntoIterator<Item = &'a TfVersion>, pre_release
 }
 
 /// Versions sorted newest first, stable only unless `pre_release`.
-pub fn sorted_desc<'a>(versions: impl IntoIterator<Item = &'a TfVersion>, pre_release: bool) -> Vec<&'a TfVersion> {
+pub fn sorted_desc<'a>(
+    versions: impl IntoIterator<Item = &'a TfVersion>,
+    pre_release: bool,
+) -> Vec<&'a TfVersion> {
     let mut out: Vec<&TfVersion> = versions
         .into_iter()
         .filter(|v| pre_release || !v.is_prerelease())
@@ -450,20 +489,38 @@ mod tests {
     fn token_variables_map_to_hosts() {
         let tokens = tokens_from_env([
             ("TF_TOKEN_app_terraform_io".to_string(), "t1".to_string()),
-            ("TF_TOKEN_my__registry_example_com".to_string(), "t2".to_string()),
+            (
+                "TF_TOKEN_my__registry_example_com".to_string(),
+                "t2".to_string(),
+            ),
             ("TF_TOKEN_".to_string(), "x".to_string()),
             ("HOME".to_string(), "/root".to_string()),
         ]);
-        assert_eq!(tokens.get("app.terraform.io").map(String::as_str), Some("t1"));
-        assert_eq!(tokens.get("my-registry.example.com").map(String::as_str), Some("t2"));
+        assert_eq!(
+            tokens.get("app.terraform.io").map(String::as_str),
+            Some("t1")
+        );
+        assert_eq!(
+            tokens.get("my-registry.example.com").map(String::as_str),
+            Some("t2")
+        );
         assert_eq!(tokens.len(), 2);
     }
 
     #[test]
     fn base_urls() {
-        assert_eq!(parse_base_url("registry.terraform.io").unwrap().as_str(), "https://registry.terraform.io/");
-        assert_eq!(parse_base_url("http://127.0.0.1:8080").unwrap().as_str(), "http://127.0.0.1:8080/");
-        assert_eq!(parse_base_url("https://example.com/reg").unwrap().as_str(), "https://example.com/reg/");
+        assert_eq!(
+            parse_base_url("registry.terraform.io").unwrap().as_str(),
+            "https://registry.terraform.io/"
+        );
+        assert_eq!(
+            parse_base_url("http://127.0.0.1:8080").unwrap().as_str(),
+            "http://127.0.0.1:8080/"
+        );
+        assert_eq!(
+            parse_base_url("https://example.com/reg").unwrap().as_str(),
+            "https://example.com/reg/"
+        );
         assert!(parse_base_url("http://").is_err());
     }
 

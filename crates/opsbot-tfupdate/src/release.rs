@@ -29,7 +29,11 @@ pub struct GithubRelease {
 
 /// Lists a repository's releases (all pages).
 pub trait GithubReleases: Send + Sync {
-    fn releases(&self, owner: &str, repo: &str) -> impl Future<Output = Result<Vec<GithubRelease>, String>> + Send;
+    fn releases(
+        &self,
+        owner: &str,
+        repo: &str,
+    ) -> impl Future<Output = Result<Vec<GithubRelease>, String>> + Send;
 }
 
 /// No GitHub access: every lookup fails with a message saying so.
@@ -53,7 +57,9 @@ pub enum ReleaseError {
     Github(String),
     #[error("{what}: no {kind} release found")]
     NoRelease { what: String, kind: &'static str },
-    #[error("cannot look up versions of `{0}`: not a registry module or a GitHub repository (pass -v VERSION)")]
+    #[error(
+        "cannot look up versions of `{0}`: not a registry module or a GitHub repository (pass -v VERSION)"
+    )]
     UnknownSource(String),
     #[error("invalid source `{0}`")]
     BadSource(String),
@@ -105,7 +111,9 @@ impl ReleaseSource {
                 .filter(|_| text.contains('/'))
                 .map(ReleaseSource::Provider)
                 .ok_or_else(bad),
-            Some(SourceType::TfregistryModule) => ModuleAddress::parse(text).map(ReleaseSource::Module).ok_or_else(bad),
+            Some(SourceType::TfregistryModule) => ModuleAddress::parse(text)
+                .map(ReleaseSource::Module)
+                .ok_or_else(bad),
             None => {
                 let lower = text.trim().to_ascii_lowercase();
                 if lower == TERRAFORM_REPO || lower == OPENTOFU_REPO {
@@ -115,7 +123,9 @@ impl ReleaseSource {
                     return Ok(ReleaseSource::Module(m));
                 }
                 match text.split('/').count() {
-                    2 | 3 => ProviderAddress::parse(text).map(ReleaseSource::Provider).ok_or_else(bad),
+                    2 | 3 => ProviderAddress::parse(text)
+                        .map(ReleaseSource::Provider)
+                        .ok_or_else(bad),
                     _ => Err(bad()),
                 }
             }
@@ -144,10 +154,18 @@ fn github_versions(releases: &[GithubRelease]) -> Vec<(TfVersion, String)> {
 
 impl<G: GithubReleases> Releases<G> {
     /// All versions of `source`, newest first, stable only unless `pre_release`.
-    pub async fn list(&self, source: &ReleaseSource, pre_release: bool) -> Result<Vec<Release>, ReleaseError> {
+    pub async fn list(
+        &self,
+        source: &ReleaseSource,
+        pre_release: bool,
+    ) -> Result<Vec<Release>, ReleaseError> {
         let mut out: Vec<Release> = match source {
             ReleaseSource::Github { owner, repo } => {
-                let releases = self.github.releases(owner, repo).await.map_err(ReleaseError::Github)?;
+                let releases = self
+                    .github
+                    .releases(owner, repo)
+                    .await
+                    .map_err(ReleaseError::Github)?;
                 github_versions(&releases)
                     .into_iter()
                     .map(|(version, notes_url)| Release { version, notes_url })
@@ -181,7 +199,11 @@ impl<G: GithubReleases> Releases<G> {
     }
 
     /// The newest version of `source`.
-    pub async fn latest(&self, source: &ReleaseSource, pre_release: bool) -> Result<Release, ReleaseError> {
+    pub async fn latest(
+        &self,
+        source: &ReleaseSource,
+        pre_release: bool,
+    ) -> Result<Release, ReleaseError> {
         self.list(source, pre_release)
             .await?
             .into_iter()
@@ -244,7 +266,10 @@ pub fn provider_notes_url(address: &ProviderAddress, version: &TfVersion) -> Str
 pub fn module_notes_url(address: &ModuleAddress, version: &TfVersion) -> String {
     format!(
         "https://{}/modules/{}/{}/{}/{}",
-        address.host.as_deref().unwrap_or(crate::pins::DEFAULT_REGISTRY_HOST),
+        address
+            .host
+            .as_deref()
+            .unwrap_or(crate::pins::DEFAULT_REGISTRY_HOST),
         address.namespace,
         address.name,
         address.system,
@@ -279,7 +304,8 @@ mod tests {
             ReleaseSource::Module(_)
         ));
         assert!(matches!(
-            ReleaseSource::parse("hashicorp/terraform-provider-aws", Some(SourceType::Github)).unwrap(),
+            ReleaseSource::parse("hashicorp/terraform-provider-aws", Some(SourceType::Github))
+                .unwrap(),
             ReleaseSource::Github { .. }
         ));
         assert!(ReleaseSource::parse("aws", Some(SourceType::TfregistryProvider)).is_err());
@@ -329,6 +355,9 @@ mod tests {
             source: "git::https://gitlab.example.com/acme/net.git".into(),
             git_ref: true,
         };
-        assert!(matches!(R::source_for(&other, TERRAFORM_REPO), Err(ReleaseError::UnknownSource(_))));
+        assert!(matches!(
+            R::source_for(&other, TERRAFORM_REPO),
+            Err(ReleaseError::UnknownSource(_))
+        ));
     }
 }

@@ -47,7 +47,9 @@ impl Target {
                 },
             ) => spec.matches(local_name, address),
             (
-                Target::Module { source: pattern, .. },
+                Target::Module {
+                    source: pattern, ..
+                },
                 PinKind::ModuleVersion { source, .. } | PinKind::ModuleSource { source, .. },
             ) => module_source::matches(pattern, source),
             _ => false,
@@ -75,7 +77,11 @@ pub struct ProviderSpecError(pub String);
 
 impl ProviderSpec {
     pub fn parse(text: &str) -> Result<ProviderSpec, ProviderSpecError> {
-        let parts: Vec<String> = text.trim().split('/').map(str::to_ascii_lowercase).collect();
+        let parts: Vec<String> = text
+            .trim()
+            .split('/')
+            .map(str::to_ascii_lowercase)
+            .collect();
         if parts.iter().any(String::is_empty) {
             return Err(ProviderSpecError(text.to_string()));
         }
@@ -221,9 +227,8 @@ pub fn rewrite_pins(
             message,
         };
         let Some(value) = &pin.value else {
-            out.notes.push(note(
-                "not a plain string literal; left alone".to_string(),
-            ));
+            out.notes
+                .push(note("not a plain string literal; left alone".to_string()));
             continue;
         };
         if let PinKind::ModuleSource { .. } = pin.kind {
@@ -246,9 +251,9 @@ pub fn rewrite_pins(
                     });
                 }
                 Some(_) => {}
-                None => out
-                    .notes
-                    .push(note(format!("ref in `{value}` is not a version tag; left alone"))),
+                None => out.notes.push(note(format!(
+                    "ref in `{value}` is not a version tag; left alone"
+                ))),
             }
             continue;
         }
@@ -331,7 +336,10 @@ mod tests {
         assert!(!ns.matches("aws", &fork));
         let tofu = ProviderSpec::parse("registry.opentofu.org/hashicorp/aws").unwrap();
         assert!(tofu.matches("aws", &official));
-        assert!(!tofu.matches("aws", &ProviderAddress::parse("example.com/hashicorp/aws").unwrap()));
+        assert!(!tofu.matches(
+            "aws",
+            &ProviderAddress::parse("example.com/hashicorp/aws").unwrap()
+        ));
         assert_eq!(ns.to_string(), "hashicorp/aws");
         assert_eq!(aws.address().short(), "hashicorp/aws");
         assert!(ProviderSpec::parse("a//b").is_err());
@@ -361,6 +369,9 @@ mod tests {
     #[test]
     fn splice_keeps_everything_else() {
         let text = "0123456789";
-        assert_eq!(splice(text, vec![(5..7, "ab".into()), (1..2, "X".into())]), "0X234ab789");
+        assert_eq!(
+            splice(text, vec![(5..7, "ab".into()), (1..2, "X".into())]),
+            "0X234ab789"
+        );
     }
 }

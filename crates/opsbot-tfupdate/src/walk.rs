@@ -72,7 +72,9 @@ pub fn terraform_files(root: &Path, opts: &WalkOptions) -> Result<Vec<PathBuf>, 
         })?;
         for entry in entries.flatten() {
             let path = entry.path();
-            let Ok(kind) = entry.file_type() else { continue };
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
             if kind.is_dir() {
                 let name = entry.file_name();
                 if opts.recursive
@@ -185,7 +187,12 @@ pub struct TreeUpdate {
 
 /// Applies `target` → `version` to already scanned files and writes the changed ones
 /// (unless `dry_run`).
-pub fn apply(files: &[ScannedFile], target: &Target, version: &TfVersion, dry_run: bool) -> TreeUpdate {
+pub fn apply(
+    files: &[ScannedFile],
+    target: &Target,
+    version: &TfVersion,
+    dry_run: bool,
+) -> TreeUpdate {
     let mut out = TreeUpdate {
         files_scanned: files.len(),
         ..TreeUpdate::default()
@@ -257,7 +264,14 @@ mod tests {
             ignore: vec![Regex::new("^vendor").unwrap()],
         };
         let all = terraform_files(root, &opts).unwrap();
-        assert_eq!(all, vec![root.join("a/b.tf"), root.join("a/c.tofu"), root.join("main.tf")]);
+        assert_eq!(
+            all,
+            vec![
+                root.join("a/b.tf"),
+                root.join("a/c.tofu"),
+                root.join("main.tf")
+            ]
+        );
         assert_eq!(
             terraform_files(&root.join("a/b.tf"), &opts).unwrap(),
             vec![root.join("a/b.tf")]
@@ -275,7 +289,10 @@ mod tests {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
         write_atomic(&p, b"new").unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "new");
-        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o640);
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

@@ -7,7 +7,9 @@ use opsbot_tfupdate::constraint::{Style, TfVersion};
 use opsbot_tfupdate::rewrite::{FileRewrite, ProviderSpec, Target, quote, rewrite_file};
 
 fn fixture(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/realistic").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/realistic")
+        .join(name);
     std::fs::read_to_string(path).unwrap()
 }
 
@@ -68,7 +70,10 @@ fn terraform_required_version_in_every_terraform_block() {
     );
     // comments and heredocs that look like pins are untouched
     assert_eq!(line(&before, 3), line(&out.text, 3));
-    assert!(out.text.contains("    # terraform { required_version = \"1.0.0\" }\n"));
+    assert!(
+        out.text
+            .contains("    # terraform { required_version = \"1.0.0\" }\n")
+    );
 }
 
 #[test]
@@ -81,9 +86,18 @@ fn provider_by_short_name_updates_object_block_and_provider_block() {
         .map(|r| (r.line, r.from.as_str(), r.to.as_str()))
         .collect();
     // `acme = { source = "acme/aws" }` has local name acme: not matched by `aws`
-    assert_eq!(got, [(14, "5.31.0", "5.70.0"), (44, "= 5.31.0", "= 5.70.0")]);
-    assert!(out.text.contains("configuration_aliases = [aws.us_east_1, aws.replica]"));
-    assert!(out.text.contains("source                = \"hashicorp/aws\" # official"));
+    assert_eq!(
+        got,
+        [(14, "5.31.0", "5.70.0"), (44, "= 5.31.0", "= 5.70.0")]
+    );
+    assert!(
+        out.text
+            .contains("configuration_aliases = [aws.us_east_1, aws.replica]")
+    );
+    assert!(
+        out.text
+            .contains("source                = \"hashicorp/aws\" # official")
+    );
     // the heredoc and the tag keep the old string
     assert_eq!(out.text.matches("\"5.31.0\"").count(), 2);
 }
@@ -93,12 +107,19 @@ fn provider_by_namespace_matches_source_addresses() {
     let target = Target::Provider(ProviderSpec::parse("acme/aws").unwrap());
     let (_, out) = run("main.tf", &target, "2.0.0");
     assert!(out.rewrites.is_empty(), "{:?}", out.rewrites);
-    assert!(out.notes.iter().any(|n| n.message.contains("already admits")));
+    assert!(
+        out.notes
+            .iter()
+            .any(|n| n.message.contains("already admits"))
+    );
 
     let target = Target::Provider(ProviderSpec::parse("hashicorp/random").unwrap());
     let (_, out) = run("main.tf", &target, "3.6.3");
     assert_eq!(out.rewrites.len(), 1);
-    assert_eq!((out.rewrites[0].from.as_str(), out.rewrites[0].to.as_str()), ("~> 3.5.0", "~> 3.6.3"));
+    assert_eq!(
+        (out.rewrites[0].from.as_str(), out.rewrites[0].to.as_str()),
+        ("~> 3.5.0", "~> 3.6.3")
+    );
 }
 
 #[test]
@@ -107,7 +128,10 @@ fn legacy_string_form() {
     let (_, out) = run("main.tf", &target, "6.8.0");
     assert_eq!(out.rewrites.len(), 1);
     assert_eq!(out.rewrites[0].line, 18);
-    assert!(out.text.contains("    google = \"~> 6.8\" # legacy string form\n"));
+    assert!(
+        out.text
+            .contains("    google = \"~> 6.8\" # legacy string form\n")
+    );
 }
 
 #[test]
@@ -150,18 +174,26 @@ fn modules_from_registry_git_and_local_sources() {
     let (_, out) = run("main.tf", &target, "1.4.0");
     assert_eq!(out.rewrites.len(), 1);
     assert!(
-        out.text
-            .contains("source = \"git::https://github.com/acme/tf-modules.git//network?ref=v1.4.0\"")
+        out.text.contains(
+            "source = \"git::https://github.com/acme/tf-modules.git//network?ref=v1.4.0\""
+        )
     );
     assert!(out.text.contains("//dns?ref=main\""));
-    assert!(out.notes.iter().any(|n| n.message.contains("not a version tag")));
+    assert!(
+        out.notes
+            .iter()
+            .any(|n| n.message.contains("not a version tag"))
+    );
 }
 
 #[test]
 fn crlf_line_endings_survive() {
     let (_, out) = run("crlf.tf", &Target::Terraform, "1.9.8");
     assert_eq!(out.rewrites.len(), 1);
-    assert!(out.text.starts_with("terraform {\r\n  required_version = \"1.9.8\"\r\n"));
+    assert!(
+        out.text
+            .starts_with("terraform {\r\n  required_version = \"1.9.8\"\r\n")
+    );
     let target = Target::Provider(ProviderSpec::parse("aws").unwrap());
     let (_, out) = run("crlf.tf", &target, "5.70.0");
     assert!(out.text.contains("      version = \"~> 5.70\"\r\n"));
@@ -169,8 +201,13 @@ fn crlf_line_endings_survive() {
 
 #[test]
 fn broken_file_is_an_error_naming_the_line() {
-    let err = rewrite_file(Path::new("broken.tf"), &fixture("broken.tf"), &Target::Terraform, &v("1.9.8"))
-        .unwrap_err();
+    let err = rewrite_file(
+        Path::new("broken.tf"),
+        &fixture("broken.tf"),
+        &Target::Terraform,
+        &v("1.9.8"),
+    )
+    .unwrap_err();
     assert_eq!(err.line, 11);
     assert!(err.to_string().starts_with("broken.tf:11:"), "{err}");
 }

@@ -245,3 +245,20 @@ async fn the_plain_server_answers_healthz_and_stops_on_sigterm() {
     };
     assert!(code.success(), "{code:?}");
 }
+
+#[test]
+fn a_bad_app_table_in_opsbot_toml_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("opsbot.toml");
+    std::fs::write(&config, "[app]\nlisten = 8080\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_opsbot"))
+        .args(["app", "serve"])
+        .env("OPSBOT_CONFIG", &config)
+        .env("GITHUB_WEBHOOK_SECRET", SECRET)
+        .env_remove("OPSBOT_LISTEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("app.listen"), "{stderr}");
+}

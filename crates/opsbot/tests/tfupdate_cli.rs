@@ -32,7 +32,8 @@ async fn opsbot(args: &[&str], env: &[(&str, &str)]) -> Run {
 }
 
 fn fixture_copy() -> tempfile::TempDir {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../opsbot-tfupdate/tests/fixtures/realistic");
+    let src =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../opsbot-tfupdate/tests/fixtures/realistic");
     let dir = tempfile::tempdir().unwrap();
     for name in ["main.tf", "crlf.tf", "broken.tf"] {
         let to = if name == "main.tf" {
@@ -46,7 +47,11 @@ fn fixture_copy() -> tempfile::TempDir {
     // never touched: tool directories
     let vendored = dir.path().join(".terraform/modules/x/main.tf");
     std::fs::create_dir_all(vendored.parent().unwrap()).unwrap();
-    std::fs::write(&vendored, "terraform {\n  required_version = \"1.0.0\"\n}\n").unwrap();
+    std::fs::write(
+        &vendored,
+        "terraform {\n  required_version = \"1.0.0\"\n}\n",
+    )
+    .unwrap();
     dir
 }
 
@@ -66,25 +71,72 @@ async fn terraform_with_version_recursive_broken_file_and_idempotency() {
         "{}",
         run.stderr
     );
-    assert!(run.stdout.contains("main.tf:8: terraform required_version: \"~> 1.5\" -> \"~> 1.9\""), "{}", run.stdout);
-    assert!(run.stdout.contains("(replaced: `>= 1.3, < 1.6` did not admit 1.9.8)"), "{}", run.stdout);
-    assert!(run.stdout.contains("updated 2 of 3 file(s) (3 pin(s)) to 1.9.8"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("main.tf:8: terraform required_version: \"~> 1.5\" -> \"~> 1.9\""),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("(replaced: `>= 1.3, < 1.6` did not admit 1.9.8)"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("updated 2 of 3 file(s) (3 pin(s)) to 1.9.8"),
+        "{}",
+        run.stdout
+    );
     assert_eq!(read(dir.path(), "broken.tf"), broken_before);
     assert!(read(dir.path(), ".terraform/modules/x/main.tf").contains("\"1.0.0\""));
-    assert!(read(dir.path(), "envs/prod/main.tf").contains("required_version = \"~> 1.9\" # pessimistic, two parts"));
+    assert!(
+        read(dir.path(), "envs/prod/main.tf")
+            .contains("required_version = \"~> 1.9\" # pessimistic, two parts")
+    );
 
     // second run, broken file ignored: nothing changes, success
     let run = opsbot(
-        &["tfupdate", "terraform", "-v", "1.9.8", "-r", "-i", "broken", path],
+        &[
+            "tfupdate",
+            "terraform",
+            "-v",
+            "1.9.8",
+            "-r",
+            "-i",
+            "broken",
+            path,
+        ],
         &[],
     )
     .await;
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
-    assert!(run.stdout.contains("updated 0 of 2 file(s) (0 pin(s))"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("updated 0 of 2 file(s) (0 pin(s))"),
+        "{}",
+        run.stdout
+    );
 
     // without -r only the top directory
-    let run = opsbot(&["tfupdate", "terraform", "-v", "1.10.0", "-i", "broken", path], &[]).await;
-    assert!(run.stdout.contains("updated 1 of 1 file(s)"), "{}", run.stdout);
+    let run = opsbot(
+        &[
+            "tfupdate",
+            "terraform",
+            "-v",
+            "1.10.0",
+            "-i",
+            "broken",
+            path,
+        ],
+        &[],
+    )
+    .await;
+    assert!(
+        run.stdout.contains("updated 1 of 1 file(s)"),
+        "{}",
+        run.stdout
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -95,19 +147,45 @@ async fn terraform_latest_comes_from_github_releases() {
     gh.add_release("hashicorp/terraform", "v1.9.8", false);
     gh.add_release("hashicorp/terraform", "v1.10.0-beta1", true);
     let dir = fixture_copy();
-    let env = [("GITHUB_API_URL", gh.url()), ("GITHUB_TOKEN", TEST_TOKEN.to_string())];
+    let env = [
+        ("GITHUB_API_URL", gh.url()),
+        ("GITHUB_TOKEN", TEST_TOKEN.to_string()),
+    ];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let file = dir.path().join("crlf.tf");
     let run = opsbot(&["tfupdate", "terraform", file.to_str().unwrap()], &env).await;
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     assert!(read(dir.path(), "crlf.tf").contains("required_version = \"1.9.8\"\r\n"));
-    let run = opsbot(&["tfupdate", "terraform", "--pre-release", file.to_str().unwrap()], &env).await;
+    let run = opsbot(
+        &[
+            "tfupdate",
+            "terraform",
+            "--pre-release",
+            file.to_str().unwrap(),
+        ],
+        &env,
+    )
+    .await;
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     assert!(read(dir.path(), "crlf.tf").contains("required_version = \"1.10.0-beta1\""));
 
-    let run = opsbot(&["tfupdate", "release", "latest", "hashicorp/terraform"], &env).await;
+    let run = opsbot(
+        &["tfupdate", "release", "latest", "hashicorp/terraform"],
+        &env,
+    )
+    .await;
     assert_eq!(run.stdout, "1.9.8\n", "{}", run.stderr);
-    let run = opsbot(&["tfupdate", "release", "list", "--pre-release", "hashicorp/terraform"], &env).await;
+    let run = opsbot(
+        &[
+            "tfupdate",
+            "release",
+            "list",
+            "--pre-release",
+            "hashicorp/terraform",
+        ],
+        &env,
+    )
+    .await;
     assert_eq!(run.stdout, "1.9.7\n1.9.8\n1.10.0-beta1\n", "{}", run.stderr);
 }
 
@@ -126,25 +204,66 @@ async fn provider_and_module_from_the_registry() {
     let dir = fixture_copy();
     let path = dir.path().to_str().unwrap();
 
-    let run = opsbot(&["tfupdate", "provider", "aws", "-r", "-i", "broken", path], &env).await;
+    let run = opsbot(
+        &["tfupdate", "provider", "aws", "-r", "-i", "broken", path],
+        &env,
+    )
+    .await;
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
-    assert!(run.stdout.contains("required_providers.aws: \"5.31.0\" -> \"5.70.0\""), "{}", run.stdout);
-    assert!(run.stdout.contains("provider \"aws\" version: \"= 5.31.0\" -> \"= 5.70.0\""), "{}", run.stdout);
-    assert!(run.stdout.contains("crlf.tf:6: required_providers.aws: \"~> 5.0\" -> \"~> 5.70\""), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("required_providers.aws: \"5.31.0\" -> \"5.70.0\""),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("provider \"aws\" version: \"= 5.31.0\" -> \"= 5.70.0\""),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("crlf.tf:6: required_providers.aws: \"~> 5.0\" -> \"~> 5.70\""),
+        "{}",
+        run.stdout
+    );
     assert_eq!(reg.request_count("/v1/providers/hashicorp/aws/versions"), 1);
 
     let run = opsbot(
-        &["tfupdate", "module", "terraform-aws-modules/vpc/aws", "-r", "-i", "broken", path],
+        &[
+            "tfupdate",
+            "module",
+            "terraform-aws-modules/vpc/aws",
+            "-r",
+            "-i",
+            "broken",
+            path,
+        ],
         &env,
     )
     .await;
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     assert!(read(dir.path(), "envs/prod/main.tf").contains("  version = \"5.13.0\"\n"));
-    assert!(run.stdout.contains("not a plain string literal"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("not a plain string literal"),
+        "{}",
+        run.stdout
+    );
 
     // git refs only with --git-ref, and with an explicit version
     let run = opsbot(
-        &["tfupdate", "module", "-v", "1.4.0", "github.com/acme/tf-modules", "-r", "-i", "broken", path],
+        &[
+            "tfupdate",
+            "module",
+            "-v",
+            "1.4.0",
+            "github.com/acme/tf-modules",
+            "-r",
+            "-i",
+            "broken",
+            path,
+        ],
         &env,
     )
     .await;
@@ -152,7 +271,16 @@ async fn provider_and_module_from_the_registry() {
     assert!(read(dir.path(), "envs/prod/main.tf").contains("?ref=v1.2.3\""));
     let run = opsbot(
         &[
-            "tfupdate", "module", "--git-ref", "-v", "v1.4.0", "github.com/acme/tf-modules", "-r", "-i", "broken", path,
+            "tfupdate",
+            "module",
+            "--git-ref",
+            "-v",
+            "v1.4.0",
+            "github.com/acme/tf-modules",
+            "-r",
+            "-i",
+            "broken",
+            path,
         ],
         &env,
     )
@@ -163,7 +291,16 @@ async fn provider_and_module_from_the_registry() {
     let run = opsbot(&["tfupdate", "release", "latest", "hashicorp/aws"], &env).await;
     assert_eq!(run.stdout, "5.70.0\n", "{}", run.stderr);
     let run = opsbot(
-        &["tfupdate", "release", "list", "-s", "tfregistryModule", "-n", "1", "terraform-aws-modules/vpc/aws"],
+        &[
+            "tfupdate",
+            "release",
+            "list",
+            "-s",
+            "tfregistryModule",
+            "-n",
+            "1",
+            "terraform-aws-modules/vpc/aws",
+        ],
         &env,
     )
     .await;
@@ -173,7 +310,12 @@ async fn provider_and_module_from_the_registry() {
 #[tokio::test(flavor = "multi_thread")]
 async fn lock_subcommand_and_usage_errors() {
     let reg = FakeRegistry::start().await;
-    reg.add_provider("hashicorp", "aws", "5.70.0", &["linux_amd64", "darwin_arm64"]);
+    reg.add_provider(
+        "hashicorp",
+        "aws",
+        "5.70.0",
+        &["linux_amd64", "darwin_arm64"],
+    );
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("main.tf"),
@@ -198,21 +340,37 @@ async fn lock_subcommand_and_usage_errors() {
     ];
     let run = opsbot(&args, &[]).await;
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
-    assert!(run.stdout.contains("hashicorp/aws: (new) -> 5.70.0"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("hashicorp/aws: (new) -> 5.70.0"),
+        "{}",
+        run.stdout
+    );
     let lock = read(dir.path(), ".terraform.lock.hcl");
     assert!(lock.starts_with("# This file is maintained automatically by \"terraform init\"."));
     assert_eq!(lock.matches("\"h1:").count(), 2, "{lock}");
     assert_eq!(lock.matches("\"zh:").count(), 2, "{lock}");
     let run = opsbot(&args, &[]).await;
-    assert!(run.stdout.contains("updated 0 of 1 lock files"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("updated 0 of 1 lock files"),
+        "{}",
+        run.stdout
+    );
 
     let run = opsbot(&["tfupdate", "lock", "--platform", "linux", "."], &[]).await;
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("--platform `linux`"), "{}", run.stderr);
     let run = opsbot(&["tfupdate", "terraform", "-v", "one.two", "."], &[]).await;
     assert_eq!(run.code, 2);
-    assert!(run.stderr.contains("invalid version `one.two`"), "{}", run.stderr);
-    let run = opsbot(&["tfupdate", "terraform", "-v", "1.9.8", "/does/not/exist"], &[]).await;
+    assert!(
+        run.stderr.contains("invalid version `one.two`"),
+        "{}",
+        run.stderr
+    );
+    let run = opsbot(
+        &["tfupdate", "terraform", "-v", "1.9.8", "/does/not/exist"],
+        &[],
+    )
+    .await;
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("/does/not/exist"), "{}", run.stderr);
 }
@@ -248,7 +406,12 @@ async fn pr_job_from_the_command_line_with_opsbot_toml() {
     dry.push("--dry-run");
     let run = opsbot(&dry, &env).await;
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
-    assert!(run.stdout.contains("would open: Bump hashicorp/aws from 5.31.0 to 5.70.0"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("would open: Bump hashicorp/aws from 5.31.0 to 5.70.0"),
+        "{}",
+        run.stdout
+    );
     assert!(gh.pulls("acme/infra").is_empty());
 
     let run = opsbot(&args, &env).await;

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use opsbot_app::{AppConfig, Mode};
+use opsbot_app::{AppConfig, AppSettings, Mode};
 
 use super::GlobalArgs;
 
@@ -31,26 +31,30 @@ pub enum AppCommand {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on (ignored in Lambda).
-    #[arg(
-        long,
-        env = "OPSBOT_LISTEN",
-        default_value = "0.0.0.0:8080",
-        value_name = "ADDR"
-    )]
-    pub listen: String,
+    /// Address to listen on (ignored in Lambda). Default: `[app] listen` in opsbot.toml,
+    /// else 0.0.0.0:8080.
+    #[arg(long, env = "OPSBOT_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
 }
 
-pub async fn run(_global: &GlobalArgs, args: AppArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(global: &GlobalArgs, args: AppArgs) -> anyhow::Result<ExitCode> {
     match args.command {
-        AppCommand::Serve(serve) => run_serve(serve).await,
+        AppCommand::Serve(serve) => run_serve(global, serve).await,
     }
 }
 
-async fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+async fn run_serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let file: AppSettings = global.config()?.section("app")?;
     let secret = opsbot_app::webhook_secret_from_env()?;
     let settings = super::github_settings()?;
     let mut config = AppConfig::new(secret);
+    if let Some(n) = file.max_concurrent_scans {
+        config.max_concurrent_scans = n;
+    }
+    let listen = args
+        .listen
+        .or(file.listen)
+        .unwrap_or_else(|| opsbot_app::DEFAULT_LISTEN.to_owned());
     if opsbot_app::in_lambda() {
         // Lambda freezes the process once the response is sent: scan within the request.
         config.mode = Mode::Inline;
@@ -62,9 +66,9 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let state = opsbot_app::app_state(config, &settings)?;
-    let listener = tokio::net::TcpListener::bind(&args.listen)
+    let listener = tokio::net::TcpListener::bind(&listen)
         .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+        .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr().context("listening address")?;
     tracing::info!(%addr, "serving GitHub webhooks on POST /webhook");
     eprintln!("opsbot app: listening on http://{addr} (POST /webhook, GET /healthz)");

@@ -62,13 +62,7 @@ struct Inner {
 pub struct FakeHealth {
     addr: SocketAddr,
     inner: Arc<Mutex<Inner>>,
-    server: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for FakeHealth {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
+    _server: crate::serve::Served,
 }
 
 fn lock(inner: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
@@ -88,19 +82,11 @@ impl FakeHealth {
         let app = Router::new()
             .route("/", post(handle))
             .with_state(Arc::clone(&inner));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap_or_else(|e| panic!("cannot bind fake Health: {e}"));
-        let addr = listener
-            .local_addr()
-            .unwrap_or_else(|e| panic!("no local address: {e}"));
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let server = crate::serve::serve(app, "the fake Health API").await;
         FakeHealth {
-            addr,
+            addr: server.addr,
             inner,
-            server,
+            _server: server,
         }
     }
 

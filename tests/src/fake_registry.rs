@@ -54,6 +54,8 @@ struct RegistryState {
 pub struct FakeRegistry {
     addr: SocketAddr,
     state: Arc<Mutex<RegistryState>>,
+    /// Shared by clones; the server stops when the last clone is dropped.
+    _server: Arc<crate::serve::Served>,
 }
 
 fn sha256_hex(data: &[u8]) -> String {
@@ -99,17 +101,13 @@ impl FakeRegistry {
     /// Starts the fake on 127.0.0.1 with a random port.
     pub async fn start() -> FakeRegistry {
         let state = Arc::new(Mutex::new(RegistryState::default()));
-        #[allow(clippy::expect_used)]
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind 127.0.0.1:0");
-        #[allow(clippy::expect_used)]
-        let addr = listener.local_addr().expect("local addr");
         let app = Router::new().fallback(handle).with_state(state.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        FakeRegistry { addr, state }
+        let server = crate::serve::serve(app, "the fake Terraform registry").await;
+        FakeRegistry {
+            addr: server.addr,
+            state,
+            _server: Arc::new(server),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, RegistryState> {

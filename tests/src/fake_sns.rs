@@ -32,13 +32,7 @@ struct Inner {
 pub struct FakeSns {
     addr: SocketAddr,
     inner: Arc<Mutex<Inner>>,
-    server: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for FakeSns {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
+    _server: crate::serve::Served,
 }
 
 fn lock(inner: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
@@ -57,19 +51,11 @@ impl FakeSns {
         let app = Router::new()
             .route("/", post(handle))
             .with_state(Arc::clone(&inner));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap_or_else(|e| panic!("cannot bind fake SNS: {e}"));
-        let addr = listener
-            .local_addr()
-            .unwrap_or_else(|e| panic!("no local address: {e}"));
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let server = crate::serve::serve(app, "the fake SNS").await;
         FakeSns {
-            addr,
+            addr: server.addr,
             inner,
-            server,
+            _server: server,
         }
     }
 

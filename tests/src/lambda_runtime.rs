@@ -90,13 +90,7 @@ pub struct RuntimeApi {
     addr: SocketAddr,
     shared: Arc<Shared>,
     started: Instant,
-    server: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for RuntimeApi {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
+    _server: crate::serve::Served,
 }
 
 impl RuntimeApi {
@@ -132,20 +126,12 @@ impl RuntimeApi {
                 )
             })
             .with_state(Arc::clone(&shared));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap_or_else(|e| panic!("cannot bind the Runtime API: {e}"));
-        let addr = listener
-            .local_addr()
-            .unwrap_or_else(|e| panic!("no local address: {e}"));
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let server = crate::serve::serve(app, "the Lambda Runtime API").await;
         RuntimeApi {
-            addr,
+            addr: server.addr,
             shared,
             started: Instant::now(),
-            server,
+            _server: server,
         }
     }
 

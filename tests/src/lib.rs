@@ -4,6 +4,7 @@
 
 pub mod fake_github;
 pub mod fake_health;
+pub mod fake_registry;
 pub mod fake_sns;
 pub mod lambda_runtime;
-pub mod fake_registry;
+pub mod serve;

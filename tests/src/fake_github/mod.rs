@@ -82,7 +82,7 @@ impl Inner {
 pub struct FakeGitHub {
     addr: SocketAddr,
     inner: Arc<Mutex<Inner>>,
-    _shutdown: tokio::sync::oneshot::Sender<()>,
+    _server: crate::serve::Served,
 }
 
 /// Who made a request.
@@ -107,12 +107,9 @@ impl FakeGitHub {
 
     /// Binds `addr` (e.g. `127.0.0.1:0`) and serves until dropped.
     pub async fn serve(opts: FakeOptions, addr: &str) -> std::io::Result<FakeGitHub> {
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        let addr = listener.local_addr()?;
-        let base_url = format!("http://{addr}{}", opts.prefix);
         let inner = Arc::new(Mutex::new(Inner {
             opts,
-            base_url,
+            base_url: String::new(),
             repos: Default::default(),
             requests: Vec::new(),
             failures: Vec::new(),
@@ -121,18 +118,15 @@ impl FakeGitHub {
             next_id: 1000,
         }));
         let app = Router::new().fallback(handle).with_state(inner.clone());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
+        let server = crate::serve::try_serve(app, addr).await?;
+        {
+            let mut g = inner.lock().unwrap_or_else(|p| p.into_inner());
+            g.base_url = format!("http://{}{}", server.addr, g.opts.prefix);
+        }
         Ok(FakeGitHub {
-            addr,
+            addr: server.addr,
             inner,
-            _shutdown: tx,
+            _server: server,
         })
     }
 

@@ -28,7 +28,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::dedup::DeliveryLog;
 use crate::signature;
 use crate::webhook::{self, Route, ScanJob};
-use crate::worker::Worker;
+use crate::worker::{JobOutcome, Worker};
 
 /// GitHub caps webhook payloads at 25 MB.
 pub const MAX_BODY_BYTES: usize = 25 * 1024 * 1024;
@@ -345,9 +345,13 @@ async fn webhook(State(state): State<AppState>, request: Request) -> Response {
 async fn run_job(state: AppState, job: ScanJob) -> Option<&'static str> {
     let _permit = state.inner.permits.acquire().await.ok()?;
     match state.inner.worker.run(&job).await {
-        Ok(report) => {
+        Ok(JobOutcome::Reported(report)) => {
             state.stats().completed.fetch_add(1, Ordering::Relaxed);
             Some(report.conclusion)
+        }
+        Ok(JobOutcome::Skipped(_)) => {
+            state.stats().completed.fetch_add(1, Ordering::Relaxed);
+            Some("skipped")
         }
         Err(err) => {
             state.stats().failed.fetch_add(1, Ordering::Relaxed);

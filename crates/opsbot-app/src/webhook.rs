@@ -173,6 +173,10 @@ pub struct ScanJob {
     pub installation_id: u64,
     pub head_sha: String,
     pub target: ScanTarget,
+    /// For pushes: the branch. A push to the head branch of an open pull request is left
+    /// to the pull request's own scan (GitHub sends both events), so the two never race to
+    /// be the last "opsbot / secrets" run on the same commit.
+    pub pushed_branch: Option<String>,
 }
 
 /// What a delivery leads to.
@@ -326,6 +330,7 @@ fn route_push(delivery: &str, ev: PushEvent) -> Result<Route, WebhookError> {
         installation_id,
         head_sha: head,
         target,
+        pushed_branch: Some(branch.to_owned()),
     }))
 }
 
@@ -345,6 +350,7 @@ fn route_pull(delivery: &str, ev: PullRequestEvent) -> Result<Route, WebhookErro
         installation_id,
         head_sha: ev.pull_request.head.sha.clone(),
         target: ScanTarget::PullRequest { number },
+        pushed_branch: None,
     }))
 }
 
@@ -376,6 +382,7 @@ fn route_suite(
         installation_id,
         head_sha: head_sha.to_owned(),
         target,
+        pushed_branch: None,
     })
 }
 
@@ -421,6 +428,7 @@ mod tests {
                 installation_id: 77,
                 head_sha: a.clone(),
                 target: ScanTarget::Compare { base: b, head: a },
+                pushed_branch: Some("feature".into()),
             })
         );
     }

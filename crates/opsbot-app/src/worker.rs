@@ -40,6 +40,14 @@ pub enum WorkerError {
     },
 }
 
+/// How a job ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobOutcome {
+    Reported(JobReport),
+    /// No check run: why (a push whose open pull request reports instead).
+    Skipped(String),
+}
+
 /// What a finished job reported.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobReport {
@@ -104,9 +112,21 @@ impl Worker {
 
     /// Runs `job` to a completed check run. On a failure after the check run was created,
     /// the run is completed as `failure` with the error, so it never stays "in progress".
-    pub async fn run(&self, job: &ScanJob) -> Result<JobReport, WorkerError> {
+    pub async fn run(&self, job: &ScanJob) -> Result<JobOutcome, WorkerError> {
         let started = Instant::now();
         let gh = self.installation(job.installation_id)?;
+        if let Some(branch) = &job.pushed_branch {
+            let head = format!("{}:{branch}", job.repo.owner);
+            let open = gh.list_pulls(&job.repo, "open", Some(&head)).await?;
+            if let Some(pr) = open.first() {
+                let reason = format!(
+                    "{branch} is the head of open pull request #{}, whose scan reports on this commit",
+                    pr.number
+                );
+                info!(delivery = %job.delivery, repo = %job.repo, %reason, "push left to its pull request");
+                return Ok(JobOutcome::Skipped(reason));
+            }
+        }
         let run = gh
             .create_check_run(
                 &job.repo,
@@ -134,7 +154,7 @@ impl Worker {
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "scan reported"
                 );
-                Ok(report)
+                Ok(JobOutcome::Reported(report))
             }
             Err(err) => {
                 warn!(delivery = %job.delivery, repo = %job.repo, error = %err, "scan failed");

@@ -881,3 +881,42 @@ async fn a_compare_at_githubs_300_file_limit_is_read_commit_by_commit() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_push_to_a_pull_requests_branch_is_left_to_the_pull_requests_scan() {
+    let h = start().await;
+    // The PR's first commit adds a key; the next push is clean. The push scan alone would
+    // say "success" for the head commit; the PR scan must be the one reporting on it.
+    let (number, first, base) =
+        open_pull(&h, &[("svc.env", &format!("KEY={}\n", aws_key(90)))]).await;
+    let head = h
+        .fake
+        .commit_files(REPO, "feature", &[("svc.py", "print('ok')\n")], "clean");
+    let (s1, _) = h
+        .deliver(
+            "push",
+            "d-push-pr",
+            &push_payload("refs/heads/feature", &first, &head),
+        )
+        .await;
+    let (s2, _) = h
+        .deliver(
+            "pull_request",
+            "d-sync",
+            &pull_request_payload("synchronize", number, &head, &base),
+        )
+        .await;
+    assert_eq!((s1, s2), (202, 202));
+    let runs = h.settled_check_runs().await;
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0].head_sha, head);
+    assert_eq!(runs[0].conclusion.as_deref(), Some("failure"));
+    assert_eq!(annotation_lines(&runs[0]), vec![("svc.env".to_owned(), 1)]);
+    assert_eq!(
+        h.state
+            .stats()
+            .completed
+            .load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
+}

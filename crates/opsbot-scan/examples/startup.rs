@@ -19,7 +19,10 @@ fn main() {
     let t = Instant::now();
     let n = scanner.scan_bytes("x", b"hello world\n").len();
     let first = t.elapsed();
-    println!("rules: {} in {loaded:?}; automaton in {built:?}; first scan {first:?} ({n} findings)", rules.len());
+    println!(
+        "rules: {} in {loaded:?}; automaton in {built:?}; first scan {first:?} ({n} findings)",
+        rules.len()
+    );
     parts();
     compile_times(&rules);
 }
@@ -46,7 +49,10 @@ fn parts() {
             }
         }
     }
-    println!("toml only: {toml_t:?} ({n} rules); toml + regex syntax: {:?} ({g})", t.elapsed());
+    println!(
+        "toml only: {toml_t:?} ({n} rules); toml + regex syntax: {:?} ({g})",
+        t.elapsed()
+    );
 }
 
 #[allow(dead_code)]

@@ -5,7 +5,9 @@ use std::time::Instant;
 use opsbot_scan::{RuleSet, Scanner};
 
 fn walk(dir: &std::path::Path, out: &mut Vec<Vec<u8>>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in rd.filter_map(Result::ok) {
         let p = e.path();
         if p.is_dir() {
@@ -21,7 +23,9 @@ fn main() {
     let mut files = Vec::new();
     walk(std::path::Path::new(&dir), &mut files);
     let total: usize = files.iter().map(Vec::len).sum();
-    let Ok(rules) = RuleSet::builtin() else { return };
+    let Ok(rules) = RuleSet::builtin() else {
+        return;
+    };
     let scanner = Scanner::new(&rules);
     let t = Instant::now();
     let mut n = 0;

@@ -255,8 +255,22 @@ fn git(repo: &Path) -> Command {
     cmd
 }
 
-/// The top directory of the work tree containing `dir`.
+/// The top directory of the work tree containing `dir`: the nearest ancestor holding `.git`
+/// (a directory, or a file for worktrees and submodules), or git's answer when `GIT_DIR` /
+/// `GIT_WORK_TREE` change the rules. Saves a process on the `--staged` path.
 pub fn repo_root(dir: &Path) -> Result<PathBuf, SourceError> {
+    if std::env::var_os("GIT_DIR").is_none() && std::env::var_os("GIT_WORK_TREE").is_none() {
+        let start = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+        for d in start.ancestors() {
+            if d.join(".git").exists() {
+                return Ok(d.to_path_buf());
+            }
+        }
+    }
+    git_repo_root(dir)
+}
+
+fn git_repo_root(dir: &Path) -> Result<PathBuf, SourceError> {
     let out = git(dir)
         .args(["rev-parse", "--show-toplevel"])
         .stderr(Stdio::piped())

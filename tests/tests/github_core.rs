@@ -136,6 +136,16 @@ async fn authenticates_as_an_app_via_jwt_and_installation_token() {
     assert_eq!(paths[1], "/app/installations/77/access_tokens");
     assert_eq!(paths[2], "/repos/acme/infra/issues");
 
+    // Clones share the installation token: no second token request.
+    let clone = gh.clone();
+    clone.repository(&repo()).await.unwrap();
+    let token_requests = fake
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/access_tokens"))
+        .count();
+    assert_eq!(token_requests, 1);
+
     // The installation token is scoped to the installation's repositories.
     let err = gh
         .repository(&RepoRef::new("acme", "other"))

@@ -83,7 +83,9 @@ impl GitHubError {
 /// A GitHub API client bound to one identity (token or App installation).
 #[derive(Clone)]
 pub struct GitHub {
-    crab: Octocrab,
+    /// Shared, not cloned: octocrab deep-copies its installation-token cache on clone, and
+    /// every copy would mint its own token.
+    crab: Arc<Octocrab>,
     retry: RetryPolicy,
     api_url: String,
     requests: Arc<AtomicU64>,
@@ -189,7 +191,7 @@ impl GitHub {
             .installation(octocrab::models::InstallationId(id))
             .map_err(|e| GitHubError::Auth(e.to_string()))?;
         Ok(GitHub {
-            crab,
+            crab: Arc::new(crab),
             retry: self.retry.clone(),
             api_url: self.api_url.clone(),
             requests: self.requests.clone(),
@@ -222,7 +224,7 @@ impl GitHub {
 
     fn wrap(crab: Octocrab, settings: &GitHubSettings, app: Option<Octocrab>) -> GitHub {
         GitHub {
-            crab,
+            crab: Arc::new(crab),
             retry: settings.retry.clone(),
             api_url: settings.api_url.clone(),
             requests: Arc::new(AtomicU64::new(0)),

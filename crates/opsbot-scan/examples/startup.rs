@@ -27,7 +27,6 @@ fn main() {
     compile_times(&rules);
 }
 
-#[allow(dead_code)]
 fn parts() {
     let t = Instant::now();
     let mut n = 0;
@@ -55,7 +54,6 @@ fn parts() {
     );
 }
 
-#[allow(dead_code)]
 fn compile_times(rules: &RuleSet) {
     let mut v: Vec<(std::time::Duration, String)> = rules
         .rules()

@@ -267,7 +267,8 @@ impl GitHub {
         loop {
             attempt += 1;
             let outcome = self.attempt(&method, route, body.clone()).await;
-            let (failure, last, last_status) = match outcome {
+            // `last` is what the error reports; `message` GitHub's own words when it answered.
+            let (failure, message, last_status) = match outcome {
                 Ok(resp) if (200..300).contains(&resp.status) => return Ok(resp),
                 Ok(resp) => {
                     let message = error_message(&resp.body, resp.status);
@@ -279,11 +280,7 @@ impl GitHub {
                         says_rate_limited: message.to_ascii_lowercase().contains("rate limit")
                             || message.to_ascii_lowercase().contains("abuse"),
                     };
-                    (
-                        failure,
-                        format!("{}: {message}", resp.status),
-                        Some(resp.status),
-                    )
+                    (failure, message, Some(resp.status))
                 }
                 Err(AttemptError::Transport(message)) => (Failure::Transport, message, None),
                 Err(AttemptError::Status { status, message }) => (
@@ -294,9 +291,13 @@ impl GitHub {
                         reset: None,
                         says_rate_limited: false,
                     },
-                    format!("{status}: {message}"),
+                    message,
                     Some(status),
                 ),
+            };
+            let last = match last_status {
+                Some(status) => format!("{status}: {message}"),
+                None => message.clone(),
             };
             let now_unix = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -314,9 +315,6 @@ impl GitHub {
                     tokio::time::sleep(wait).await;
                 }
                 Decision::GiveUp => {
-                    let message = last
-                        .split_once(": ")
-                        .map_or(last.clone(), |(_, m)| m.to_string());
                     return Err(match last_status {
                         Some(status) => GitHubError::Api {
                             op: op.to_string(),

@@ -7,4 +7,5 @@ pub mod fake_health;
 pub mod fake_registry;
 pub mod fake_sns;
 pub mod lambda_runtime;
+pub mod moto;
 pub mod serve;

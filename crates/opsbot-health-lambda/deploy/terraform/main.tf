@@ -4,17 +4,32 @@
 #        │ delivery failures                                          │ failed after retries
 #        └────────────────────────► SQS dead-letter queue ◄───────────┘
 #   Lambda ──► SNS alerts topic (events it could not file) ──► e-mail / chat
+#   other regions: modules/forward (a rule per region) ──► this region's default event bus
 #
-# AWS Health delivers each event to EventBridge in the event's own region (global services
-# in us-east-1). Use this module in your main region and forward the other regions' aws.health
-# events to its default bus (see README.md), or use the organizational view from the
-# management or delegated-admin account.
+# AWS Health delivers each event to EventBridge in the event's own region, global events in
+# us-east-1, and public events also to a backup region (us-west-2; us-east-1 for us-west-2)
+# with `detail.backupEvent = "true"`. Deploy this module once in the main region and
+# `modules/forward` in every other region you run in (and us-east-1 for global events);
+# see README.md. Backup copies are dropped, or let through and deduplicated by the
+# function's event key (`backup_events`).
 
 data "aws_caller_identity" "current" {}
 data "aws_partition" "current" {}
 data "aws_region" "current" {}
 
 locals {
+  account   = data.aws_caller_identity.current.account_id
+  partition = data.aws_partition.current.partition
+  region    = data.aws_region.current.name
+
+  # Credentials are never Lambda environment values: the function reads them from Secrets
+  # Manager or SSM Parameter Store at cold start (opsbot-core's secret_source).
+  secret_env = merge(
+    var.github_token_secret_arn == null ? {} : { GITHUB_TOKEN_SECRET_ARN = var.github_token_secret_arn },
+    var.github_token_ssm_parameter == null ? {} : { GITHUB_TOKEN_SSM_PARAMETER = var.github_token_ssm_parameter },
+    var.github_app_private_key_secret_arn == null ? {} : { GITHUB_APP_PRIVATE_KEY_SECRET_ARN = var.github_app_private_key_secret_arn },
+    var.github_app_private_key_ssm_parameter == null ? {} : { GITHUB_APP_PRIVATE_KEY_SSM_PARAMETER = var.github_app_private_key_ssm_parameter },
+  )
   github_env = merge(
     {
       GITHUB_API_URL                  = var.github_api_url
@@ -23,13 +38,69 @@ locals {
       OPSBOT_GITHUB_RETRY_BUDGET_SECS = tostring(var.github_retry_budget_secs)
       RUST_LOG                        = "info"
     },
-    var.github_token == null ? {} : { GITHUB_TOKEN = var.github_token },
     var.github_app_id == null ? {} : { GITHUB_APP_ID = var.github_app_id },
-    var.github_app_private_key == null ? {} : { GITHUB_APP_PRIVATE_KEY = var.github_app_private_key },
     var.github_app_installation_id == null ? {} : { GITHUB_APP_INSTALLATION_ID = var.github_app_installation_id },
+    local.secret_env,
     var.extra_environment,
   )
   via_sns = var.delivery == "sns"
+
+  # IAM resources for the secrets (a `#field` suffix selects a JSON field, not a resource).
+  secret_arns = compact([
+    var.github_token_secret_arn == null ? "" : split("#", var.github_token_secret_arn)[0],
+    var.github_app_private_key_secret_arn == null ? "" : split("#", var.github_app_private_key_secret_arn)[0],
+  ])
+  ssm_parameter_arns = [
+    for name in compact([
+      var.github_token_ssm_parameter == null ? "" : var.github_token_ssm_parameter,
+      var.github_app_private_key_ssm_parameter == null ? "" : var.github_app_private_key_ssm_parameter,
+    ]) : startswith(name, "arn:") ? name : "arn:${local.partition}:ssm:${local.region}:${local.account}:parameter/${trimprefix(name, "/")}"
+  ]
+
+  # Regions whose events reach this function: this one and every forwarding region.
+  covered_regions = distinct(concat([local.region], var.forwarded_regions))
+
+  # The one event pattern, used here and by every modules/forward rule. Primary copies
+  # carry backupEvent "false" or none; backup copies "true".
+  primary_copy = { backupEvent = [{ exists = false }, "false"] }
+  pattern_base = {
+    source        = ["aws.health"]
+    "detail-type" = ["AWS Health Event", "AWS Health Abuse Event"]
+  }
+  event_pattern = var.backup_events == "drop" ? jsonencode(merge(local.pattern_base, {
+    detail = local.primary_copy
+    })) : jsonencode(merge(local.pattern_base, {
+    "$or" = [
+      { detail = local.primary_copy },
+      # A backup copy of an event in a covered region (or a global one): filed once, as the
+      # function keys it like the primary copy (same ARN, same version: a redelivery).
+      { detail = { backupEvent = ["true"], eventRegion = concat(local.covered_regions, ["global"]) } },
+    ]
+  }))
+}
+
+check "global_events_covered" {
+  assert {
+    condition     = local.region == "us-east-1" || contains(var.forwarded_regions, "us-east-1")
+    error_message = "Global AWS Health events (IAM, billing, account notices…) are delivered in us-east-1 only: deploy modules/forward there and list \"us-east-1\" in forwarded_regions."
+  }
+}
+
+check "backup_region_covered" {
+  assert {
+    condition     = var.backup_events == "drop" || contains(local.covered_regions, "us-west-2")
+    error_message = "backup_events = \"deduplicate\" receives backup copies in us-west-2: deploy modules/forward there and list it in forwarded_regions."
+  }
+}
+
+check "one_github_credential" {
+  assert {
+    condition = (
+      (var.github_token_secret_arn != null ? 1 : 0) + (var.github_token_ssm_parameter != null ? 1 : 0) +
+      (var.github_app_private_key_secret_arn != null ? 1 : 0) + (var.github_app_private_key_ssm_parameter != null ? 1 : 0)
+    ) == 1
+    error_message = "Give exactly one of github_token_secret_arn, github_token_ssm_parameter, github_app_private_key_secret_arn, github_app_private_key_ssm_parameter."
+  }
 }
 
 # ---- dead letters and alerts ------------------------------------------------------------
@@ -149,6 +220,30 @@ data "aws_iam_policy_document" "function" {
       resources = [var.kms_key_arn]
     }
   }
+  dynamic "statement" {
+    for_each = length(local.secret_arns) == 0 ? [] : [1]
+    content {
+      sid       = "ReadGitHubSecret"
+      actions   = ["secretsmanager:GetSecretValue"]
+      resources = local.secret_arns
+    }
+  }
+  dynamic "statement" {
+    for_each = length(local.ssm_parameter_arns) == 0 ? [] : [1]
+    content {
+      sid       = "ReadGitHubParameter"
+      actions   = ["ssm:GetParameter"]
+      resources = local.ssm_parameter_arns
+    }
+  }
+  dynamic "statement" {
+    for_each = var.secrets_kms_key_arn == null ? [] : [1]
+    content {
+      sid       = "DecryptGitHubSecret"
+      actions   = ["kms:Decrypt"]
+      resources = [var.secrets_kms_key_arn]
+    }
+  }
 }
 
 resource "aws_iam_role_policy" "function" {
@@ -204,13 +299,49 @@ resource "aws_lambda_function_event_invoke_config" "health" {
 # ---- the trigger -----------------------------------------------------------------------
 
 resource "aws_cloudwatch_event_rule" "health" {
-  name        = "${var.name}-events"
-  description = "Every AWS Health event (and abuse event) to opsbot"
-  event_pattern = jsonencode({
-    source        = ["aws.health"]
-    "detail-type" = ["AWS Health Event", "AWS Health Abuse Event"]
-  })
-  tags = var.tags
+  name          = "${var.name}-events"
+  description   = "Every AWS Health event (and abuse event) to opsbot"
+  event_pattern = local.event_pattern
+  tags          = var.tags
+}
+
+# Forwarded events from modules/forward in other regions arrive on this region's default
+# bus and match the rule above like local ones. This role lets those rules put them here.
+data "aws_iam_policy_document" "forward_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["events.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account]
+    }
+  }
+}
+
+resource "aws_iam_role" "forward" {
+  count              = length(var.forwarded_regions) > 0 ? 1 : 0
+  name               = "${var.name}-forward"
+  assume_role_policy = data.aws_iam_policy_document.forward_assume.json
+  tags               = var.tags
+}
+
+data "aws_iam_policy_document" "forward" {
+  statement {
+    sid       = "PutEventsOnTheMainBus"
+    actions   = ["events:PutEvents"]
+    resources = ["arn:${local.partition}:events:${local.region}:${local.account}:event-bus/default"]
+  }
+}
+
+resource "aws_iam_role_policy" "forward" {
+  count  = length(var.forwarded_regions) > 0 ? 1 : 0
+  name   = "${var.name}-forward"
+  role   = aws_iam_role.forward[0].id
+  policy = data.aws_iam_policy_document.forward.json
 }
 
 resource "aws_cloudwatch_event_target" "lambda" {
@@ -239,11 +370,54 @@ resource "aws_lambda_permission" "eventbridge" {
   source_account = data.aws_caller_identity.current.account_id
 }
 
-# delivery = "sns": EventBridge → SNS topic → Lambda.
+# delivery = "sns": EventBridge → SNS topic → Lambda. EventBridge cannot publish to a topic
+# encrypted with the AWS managed key (alias/aws/sns: its key policy cannot be changed), so
+# the events topic uses a customer managed key that lets EventBridge encrypt.
+data "aws_iam_policy_document" "sns_key" {
+  count = local.via_sns && var.sns_kms_key_arn == null ? 1 : 0
+  statement {
+    sid       = "AccountAdministers"
+    actions   = ["kms:*"]
+    resources = ["*"]
+    principals {
+      type        = "AWS"
+      identifiers = ["arn:${local.partition}:iam::${local.account}:root"]
+    }
+  }
+  statement {
+    sid       = "EventBridgePublishesToTheTopic"
+    actions   = ["kms:GenerateDataKey*", "kms:Decrypt"]
+    resources = ["*"]
+    principals {
+      type        = "Service"
+      identifiers = ["events.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account]
+    }
+  }
+}
+
+resource "aws_kms_key" "sns" {
+  count               = local.via_sns && var.sns_kms_key_arn == null ? 1 : 0
+  description         = "${var.name}: SNS events topic (EventBridge publishes to it)"
+  enable_key_rotation = true
+  policy              = data.aws_iam_policy_document.sns_key[0].json
+  tags                = var.tags
+}
+
+resource "aws_kms_alias" "sns" {
+  count         = local.via_sns && var.sns_kms_key_arn == null ? 1 : 0
+  name          = "alias/${var.name}-events"
+  target_key_id = aws_kms_key.sns[0].key_id
+}
+
 resource "aws_sns_topic" "events" {
   count             = local.via_sns ? 1 : 0
   name              = "${var.name}-events"
-  kms_master_key_id = "alias/aws/sns"
+  kms_master_key_id = var.sns_kms_key_arn != null ? var.sns_kms_key_arn : aws_kms_key.sns[0].arn
   tags              = var.tags
 }
 

@@ -32,3 +32,18 @@ output "dead_letter_queue_arn" {
   description = "ARN of the dead-letter queue."
   value       = aws_sqs_queue.dlq.arn
 }
+
+output "event_bus_arn" {
+  description = "This region's default event bus: the target of every modules/forward rule."
+  value       = "arn:${local.partition}:events:${local.region}:${local.account}:event-bus/default"
+}
+
+output "forward_role_arn" {
+  description = "IAM role modules/forward rules use to put events on event_bus_arn (null without forwarded_regions)."
+  value       = length(var.forwarded_regions) > 0 ? aws_iam_role.forward[0].arn : null
+}
+
+output "event_pattern" {
+  description = "The event pattern (JSON) of the rule here; pass it to modules/forward so every region filters alike."
+  value       = local.event_pattern
+}

@@ -25,11 +25,16 @@ variable "github_api_url" {
   default     = "https://api.github.com"
 }
 
-variable "github_token" {
-  description = "A token with issues:write on the target repositories (GITHUB_TOKEN). Leave null when using a GitHub App. Stored in the function's environment (encrypted with kms_key_arn when given) and in Terraform state: prefer the App."
+variable "github_token_secret_arn" {
+  description = "Secrets Manager secret (ARN; `ARN#field` for one field of a JSON secret) holding a token with issues:write on the target repositories. The function reads it at cold start (GITHUB_TOKEN_SECRET_ARN); the value is never in the function's environment or in Terraform state."
   type        = string
   default     = null
-  sensitive   = true
+}
+
+variable "github_token_ssm_parameter" {
+  description = "SSM Parameter Store SecureString (name or ARN) holding the token, read with decryption at cold start (GITHUB_TOKEN_SSM_PARAMETER)."
+  type        = string
+  default     = null
 }
 
 variable "github_app_id" {
@@ -38,11 +43,22 @@ variable "github_app_id" {
   default     = null
 }
 
-variable "github_app_private_key" {
-  description = "The App's private key, PEM (GITHUB_APP_PRIVATE_KEY)."
+variable "github_app_private_key_secret_arn" {
+  description = "Secrets Manager secret (ARN, or `ARN#field`) holding the App's private key PEM (GITHUB_APP_PRIVATE_KEY_SECRET_ARN); set github_app_id too."
   type        = string
   default     = null
-  sensitive   = true
+}
+
+variable "github_app_private_key_ssm_parameter" {
+  description = "SSM SecureString (name or ARN) holding the App's private key PEM (GITHUB_APP_PRIVATE_KEY_SSM_PARAMETER); set github_app_id too."
+  type        = string
+  default     = null
+}
+
+variable "secrets_kms_key_arn" {
+  description = "Customer managed KMS key encrypting the secret or SecureString above (null: the AWS managed aws/secretsmanager or aws/ssm key, which needs no grant)."
+  type        = string
+  default     = null
 }
 
 variable "github_app_installation_id" {
@@ -60,6 +76,29 @@ variable "delivery" {
     condition     = contains(["direct", "sns"], var.delivery)
     error_message = "delivery must be \"direct\" or \"sns\"."
   }
+}
+
+variable "forwarded_regions" {
+  description = "Regions where you deploy modules/forward (a rule that forwards aws.health to this region's bus). Include us-east-1 for global events when this region is another one. Creates the forwarding IAM role and widens the backup filter to these regions."
+  type        = list(string)
+  default     = []
+}
+
+variable "backup_events" {
+  description = "Backup copies of public events (`detail.backupEvent = \"true\"`, delivered in us-west-2 or us-east-1 besides the event's own region): \"drop\" them in every rule, or \"deduplicate\": let copies of covered regions' events through, and the function files them once (same key and version as the primary copy: a redelivery). Needs us-west-2 covered."
+  type        = string
+  default     = "drop"
+
+  validation {
+    condition     = contains(["drop", "deduplicate"], var.backup_events)
+    error_message = "backup_events must be \"drop\" or \"deduplicate\"."
+  }
+}
+
+variable "sns_kms_key_arn" {
+  description = "With delivery = \"sns\": customer managed KMS key for the events topic; its key policy must let events.amazonaws.com use kms:GenerateDataKey* and kms:Decrypt. Null: the module creates one (EventBridge cannot publish to a topic under the AWS managed alias/aws/sns key)."
+  type        = string
+  default     = null
 }
 
 variable "alert_emails" {

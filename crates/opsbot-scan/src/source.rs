@@ -521,13 +521,27 @@ pub fn load_rules_dir(dir: &Path, set: &mut RuleSet) -> Result<usize, RuleError>
         .collect();
     files.sort();
     let before = set.len();
+    // Load every file first, then run the examples: a file's global allowlist (placeholders)
+    // applies to the rules of the files sorted before it.
     for f in &files {
         let name = f.display().to_string();
         let text = std::fs::read_to_string(f).map_err(|e| RuleError::File {
             file: name.clone(),
             problem: format!("cannot read: {e}"),
         })?;
-        set.add_file(&name, &text, true)?;
+        set.add_file(&name, &text, false)?;
+    }
+    let added: Vec<(String, String)> = set
+        .rules()
+        .skip(before)
+        .map(|r| (r.id.clone(), r.file.clone()))
+        .collect();
+    for (id, file) in added {
+        set.check_examples(&id).map_err(|problem| RuleError::Rule {
+            file,
+            rule: id.clone(),
+            problem,
+        })?;
     }
     Ok(set.len() - before)
 }

@@ -57,9 +57,16 @@ pub struct ScanArgs {
     #[arg(long, value_name = "FILE")]
     pub write_baseline: Option<PathBuf>,
 
-    /// Extra directory of rule files (`*.toml`); may be repeated.
+    /// Extra directory of rule files (`*.toml`); may be repeated. Their rules are compiled
+    /// and their examples run at load.
     #[arg(long = "rules-dir", value_name = "DIR")]
     pub rules_dirs: Vec<PathBuf>,
+
+    /// Do not load the rules built into the binary (including the placeholder allowlist):
+    /// only those of --rules-dir and the config. `--no-builtin-rules --rules-dir rules`
+    /// tests edited rule files without rebuilding.
+    #[arg(long)]
+    pub no_builtin_rules: bool,
 
     /// Turn a rule off by id; may be repeated.
     #[arg(long = "disable-rule", value_name = "ID")]
@@ -216,7 +223,11 @@ fn load_rules(
     origin: &str,
     config_dir: &Path,
 ) -> anyhow::Result<RuleSet> {
-    let mut rules = RuleSet::builtin()?;
+    let mut rules = if args.no_builtin_rules {
+        RuleSet::new()
+    } else {
+        RuleSet::builtin()?
+    };
     for dir in cfg
         .rules_dirs
         .iter()

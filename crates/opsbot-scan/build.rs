@@ -1,11 +1,19 @@
 //! Embeds every `rules/*.toml` file of the repository into the crate at compile time.
+//!
+//! The rules live in the repository's top-level `rules/`; `crates/opsbot-scan/rules` is a
+//! symlink to it, which `cargo package` follows, so the published crate carries its own
+//! copy. A checkout without symlinks (Windows, `core.symlinks=false`) builds from
+//! `../../rules` instead.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
 fn main() {
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
-    let rules_dir = manifest.join("../../rules");
+    let rules_dir = [manifest.join("rules"), manifest.join("../../rules")]
+        .into_iter()
+        .find(|dir| dir.is_dir())
+        .unwrap_or_else(|| panic!("no rules directory next to {}", manifest.display()));
     println!("cargo:rerun-if-changed={}", rules_dir.display());
 
     let mut files: Vec<PathBuf> = match std::fs::read_dir(&rules_dir) {

@@ -26,14 +26,19 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    #[cfg(feature = "scan")]
     /// Scan files, staged changes, commit ranges or stdin for secrets.
     Scan(cmd::scan::ScanArgs),
+    #[cfg(feature = "tfupdate")]
     /// Bump Terraform, provider and module version pins (tfupdate-compatible) and open PRs.
     Tfupdate(cmd::tfupdate::TfupdateArgs),
+    #[cfg(feature = "health")]
     /// File AWS Health events as GitHub issues (the Lambda's logic, from the command line).
     Health(cmd::health::HealthArgs),
+    #[cfg(feature = "app")]
     /// Run the GitHub App that scans pushes and pull requests and reports check runs.
     App(cmd::app::AppArgs),
+    #[cfg(feature = "scan")]
     /// Install git hooks (a pre-commit hook that runs `opsbot scan --staged`).
     Hook(cmd::hook::HookArgs),
     /// Check and show the configuration: opsbot.toml and the GitHub environment.

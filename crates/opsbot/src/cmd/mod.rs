@@ -8,11 +8,16 @@ use clap::{Args, ValueEnum};
 
 use crate::{Cli, Command};
 
+#[cfg(feature = "app")]
 pub mod app;
 pub mod config;
+#[cfg(feature = "health")]
 pub mod health;
+#[cfg(feature = "scan")]
 pub mod hook;
+#[cfg(feature = "scan")]
 pub mod scan;
+#[cfg(feature = "tfupdate")]
 pub mod tfupdate;
 
 #[derive(Debug, Args)]
@@ -60,10 +65,15 @@ pub fn run(cli: Cli) -> ExitCode {
     let global = cli.global;
     let result = runtime.block_on(async move {
         match cli.command {
+            #[cfg(feature = "scan")]
             Command::Scan(args) => scan::run(&global, args).await,
+            #[cfg(feature = "tfupdate")]
             Command::Tfupdate(args) => tfupdate::run(&global, args).await,
+            #[cfg(feature = "health")]
             Command::Health(args) => health::run(&global, args).await,
+            #[cfg(feature = "app")]
             Command::App(args) => app::run(&global, args).await,
+            #[cfg(feature = "scan")]
             Command::Hook(args) => hook::run(&global, args).await,
             Command::Config(args) => config::run(&global, args).await,
         }

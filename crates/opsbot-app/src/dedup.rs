@@ -42,6 +42,10 @@ impl DeliveryLog {
         }
     }
 
+    pub fn contains(&self, id: &str) -> bool {
+        self.seen.contains(id)
+    }
+
     pub fn len(&self) -> usize {
         self.order.len()
     }

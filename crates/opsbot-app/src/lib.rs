@@ -7,7 +7,9 @@
 //! (findings → check run output), [`dedup`]. I/O: [`worker`] (GitHub API) and [`server`].
 
 pub mod dedup;
+pub mod redeliver;
 pub mod report;
+pub mod send_test;
 pub mod server;
 pub mod signature;
 pub mod webhook;
@@ -19,7 +21,11 @@ use opsbot_core::github::{Credentials, GitHub, GitHubSettings};
 use opsbot_scan::{RuleSet, Scanner};
 use secrecy::SecretString;
 
-pub use server::{AppConfig, AppState, Mode, ServerHandle, router, run_lambda, serve, serve_until};
+pub use redeliver::{RedeliverySettings, Sweeper};
+pub use server::{
+    AppConfig, AppState, Limits, Mode, ServerHandle, Shutdown, router, run_lambda, serve,
+    serve_until, serve_with,
+};
 pub use worker::Worker;
 
 /// The environment variable holding the App's webhook secret.
@@ -55,6 +61,64 @@ pub struct AppSettings {
     /// Scans running at once (default 8).
     #[serde(default)]
     pub max_concurrent_scans: Option<usize>,
+    /// Accepted scans that may wait for a slot; beyond, 503 + Retry-After (default 256).
+    #[serde(default)]
+    pub queue_capacity: Option<usize>,
+    /// Seconds for the request headers (default 10), the body (30) and an idle
+    /// keep-alive connection (60).
+    #[serde(default)]
+    pub header_timeout_secs: Option<u64>,
+    #[serde(default)]
+    pub body_timeout_secs: Option<u64>,
+    #[serde(default)]
+    pub keep_alive_secs: Option<u64>,
+    /// Open connections at most (default 512).
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+    /// Seconds running scans get to finish after SIGTERM (default 20).
+    #[serde(default)]
+    pub shutdown_deadline_secs: Option<u64>,
+    /// Seconds between redelivery sweeps (default 300; 0 turns the sweep off).
+    #[serde(default)]
+    pub redeliver_interval_secs: Option<u64>,
+}
+
+impl AppSettings {
+    /// Applies the file's settings on top of `config`.
+    pub fn apply(&self, config: &mut AppConfig) {
+        use std::time::Duration;
+        if let Some(n) = self.max_concurrent_scans {
+            config.max_concurrent_scans = n;
+        }
+        if let Some(n) = self.queue_capacity {
+            config.queue_capacity = n;
+        }
+        if let Some(s) = self.header_timeout_secs {
+            config.limits.header_read_timeout = Duration::from_secs(s.max(1));
+        }
+        if let Some(s) = self.body_timeout_secs {
+            config.limits.body_read_timeout = Duration::from_secs(s.max(1));
+        }
+        if let Some(s) = self.keep_alive_secs {
+            config.limits.keep_alive_timeout = Duration::from_secs(s.max(1));
+        }
+        if let Some(n) = self.max_connections {
+            config.limits.max_connections = n.max(1);
+        }
+        if let Some(s) = self.shutdown_deadline_secs {
+            config.shutdown_deadline = Duration::from_secs(s);
+        }
+        match self.redeliver_interval_secs {
+            Some(0) => config.redelivery = None,
+            Some(s) => {
+                config.redelivery = Some(RedeliverySettings {
+                    interval: Duration::from_secs(s),
+                    ..config.redelivery.clone().unwrap_or_default()
+                });
+            }
+            None => {}
+        }
+    }
 }
 
 /// The webhook secret from `GITHUB_WEBHOOK_SECRET` (required, non-empty).
@@ -77,12 +141,17 @@ pub fn in_lambda() -> bool {
 /// The server state: the App-level GitHub client from `settings` (App credentials
 /// required) and the built-in scanner.
 pub fn app_state(config: AppConfig, settings: &GitHubSettings) -> Result<AppState, AppError> {
+    Ok(AppState::new(config, worker(settings)?))
+}
+
+/// The worker alone (App credentials required): for `opsbot app redeliver`.
+pub fn worker(settings: &GitHubSettings) -> Result<Worker, AppError> {
     if !matches!(settings.credentials, Credentials::App { .. }) {
         return Err(AppError::NotAnApp);
     }
     let app = GitHub::app_client(settings)?;
     let scanner = Arc::new(Scanner::new(&RuleSet::builtin()?));
-    Ok(AppState::new(config, Worker::new(app, scanner)))
+    Ok(Worker::new(app, scanner))
 }
 
 #[cfg(test)]

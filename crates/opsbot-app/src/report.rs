@@ -124,9 +124,38 @@ pub fn scan_error_patch(trigger: &str, error: &str) -> CheckRunPatch {
     }
 }
 
+/// The PATCH for a scan stopped by a shutdown: `cancelled`, and why it will be redone.
+pub fn cancelled_patch(trigger: &str) -> CheckRunPatch {
+    CheckRunPatch {
+        status: Some("completed".to_owned()),
+        conclusion: Some("cancelled".to_owned()),
+        output: Some(CheckRunOutput {
+            title: "Scan interrupted: it will be redone".to_owned(),
+            summary: format!(
+                "opsbot was stopped (a deploy or a restart) before it finished scanning the \
+                 {trigger}. The delivery is sent again (`opsbot app redeliver`, also run \
+                 periodically by `opsbot app serve`) and scanned from the start; this run is \
+                 replaced by that one. **Re-run** on this check does the same at once."
+            ),
+            text: None,
+            annotations: Vec::new(),
+        }),
+    }
+}
+
+/// The first 7 characters of a commit sha, as GitHub shows them.
+fn short_sha(sha: &str) -> &str {
+    sha.get(..7).unwrap_or(sha)
+}
+
 fn annotation(f: &Finding) -> Annotation {
+    let added = f
+        .commit
+        .as_deref()
+        .map(|c| format!(", added in commit {}", short_sha(c)))
+        .unwrap_or_default();
     let mut message = format!(
-        "{} `{}` (rule `{}`, severity {}, column {}).\n",
+        "{} `{}` (rule `{}`, severity {}, column {}{added}).\n",
         f.description, f.secret, f.rule_id, f.severity, f.column
     );
     message.push_str(
@@ -165,13 +194,14 @@ fn summary(outcome: &ScanOutcome, findings: &[&Finding]) -> String {
             plural(findings.len(), "secret", "secrets"),
             outcome.trigger
         );
-        s.push_str("| File | Line | Rule | Secret |\n|---|---|---|---|\n");
+        s.push_str("| File | Line | Commit | Rule | Secret |\n|---|---|---|---|---|\n");
         for f in findings.iter().take(SUMMARY_ROWS) {
             let _ = writeln!(
                 s,
-                "| `{}` | {} | `{}` | `{}` |",
+                "| `{}` | {} | {} | `{}` | `{}` |",
                 table_cell(&f.path),
                 f.line,
+                f.commit.as_deref().map_or("", short_sha),
                 f.rule_id,
                 table_cell(&f.secret)
             );
@@ -201,7 +231,7 @@ fn summary(outcome: &ScanOutcome, findings: &[&Finding]) -> String {
         );
     }
     if !outcome.notes.is_empty() {
-        s.push_str("\n### Not scanned\n");
+        s.push_str("\n### Notes\n");
         for note in &outcome.notes {
             let _ = writeln!(s, "- {}", note.replace('\n', " "));
         }
@@ -343,7 +373,7 @@ mod tests {
         assert!(
             report
                 .summary
-                .contains("### Not scanned\n- big.bin: no patch (binary)")
+                .contains("### Notes\n- big.bin: no patch (binary)")
         );
         let p = scan_error_patch("push to refs/heads/main", "compare failed: 502");
         assert_eq!(p.conclusion.as_deref(), Some("failure"));

@@ -69,6 +69,9 @@ pub struct HeadCommit {
     pub id: String,
 }
 
+/// GitHub lists at most this many commits in a push payload.
+pub const PUSH_PAYLOAD_COMMIT_LIMIT: usize = 2048;
+
 /// `push`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct PushEvent {
@@ -81,7 +84,12 @@ pub struct PushEvent {
     #[serde(default)]
     pub deleted: bool,
     #[serde(default)]
+    pub forced: bool,
+    #[serde(default)]
     pub head_commit: Option<HeadCommit>,
+    /// The commits the push lists (oldest first; at most [`PUSH_PAYLOAD_COMMIT_LIMIT`]).
+    #[serde(default)]
+    pub commits: Vec<HeadCommit>,
     pub repository: Repository,
     #[serde(default)]
     pub installation: Option<Installation>,
@@ -154,12 +162,19 @@ pub struct CheckRunEvent {
 /// Which lines to scan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScanTarget {
-    /// The files changed between two commits (compare API, three-dot).
-    Compare { base: String, head: String },
+    /// Every commit a push adds, each read on its own (so a key added by one commit and
+    /// removed by a later one is still found, and each finding names its commit).
+    /// `base` is what the commits are new relative to (`before`, or the default branch for
+    /// a new branch): the commits are those of `base...head` (paged past compare's 250).
+    /// Without a base (the first push to the default branch) the commits are `listed`
+    /// (from the payload), and the history of `head` is walked when that list is full.
+    Push {
+        base: Option<String>,
+        head: String,
+        listed: Vec<String>,
+    },
     /// The files of a pull request.
     PullRequest { number: u64 },
-    /// The files one commit changes against its first parent (a new repository's first push).
-    Commit { sha: String },
 }
 
 /// One scan to run and report as a check run on `head_sha`.
@@ -307,21 +322,21 @@ fn route_push(delivery: &str, ev: PushEvent) -> Result<Route, WebhookError> {
         .as_ref()
         .map_or_else(|| ev.after.clone(), |c| c.id.clone());
     let branch = ev.git_ref.trim_start_matches("refs/heads/");
-    let target = if !is_null_sha(&ev.before) {
-        ScanTarget::Compare {
-            base: ev.before.clone(),
-            head: head.clone(),
-        }
+    // A normal or forced push: the commits new since `before` (for a force-push, those
+    // not reachable from the old tip). A new branch: what it adds over the default
+    // branch. The first push to the default branch: the commits it lists.
+    let base = if !is_null_sha(&ev.before) {
+        Some(ev.before.clone())
     } else {
-        // A new branch: what it adds over the default branch; the default branch itself
-        // (first push to a repository): its head commit.
         match ev.repository.default_branch.as_deref() {
-            Some(default) if default != branch => ScanTarget::Compare {
-                base: default.to_owned(),
-                head: head.clone(),
-            },
-            _ => ScanTarget::Commit { sha: head.clone() },
+            Some(default) if default != branch => Some(default.to_owned()),
+            _ => None,
         }
+    };
+    let target = ScanTarget::Push {
+        base,
+        head: head.clone(),
+        listed: ev.commits.iter().map(|c| c.id.clone()).collect(),
     };
     Ok(Route::Scan(ScanJob {
         delivery: delivery.to_owned(),
@@ -365,14 +380,14 @@ fn route_suite(
     let target = if let Some(pr) = suite.pull_requests.first() {
         ScanTarget::PullRequest { number: pr.number }
     } else {
-        match suite.before.as_deref() {
-            Some(before) if !is_null_sha(before) => ScanTarget::Compare {
-                base: before.to_owned(),
-                head: head_sha.to_owned(),
-            },
-            _ => ScanTarget::Commit {
-                sha: head_sha.to_owned(),
-            },
+        ScanTarget::Push {
+            base: suite
+                .before
+                .as_deref()
+                .filter(|b| !is_null_sha(b))
+                .map(str::to_owned),
+            head: head_sha.to_owned(),
+            listed: vec![head_sha.to_owned()],
         }
     };
     Route::Scan(ScanJob {
@@ -405,7 +420,8 @@ mod tests {
             "ref": git_ref, "before": before, "after": after,
             "created": before == NULL_SHA, "deleted": after == NULL_SHA, "forced": false,
             "base_ref": null, "compare": "https://github.com/acme/infra/compare/x...y",
-            "commits": [], "head_commit": if after == NULL_SHA { json!(null) } else { json!({"id": after, "message": "m"}) },
+            "commits": if after == NULL_SHA { json!([]) } else { json!([{"id": after, "message": "m"}]) },
+            "head_commit": if after == NULL_SHA { json!(null) } else { json!({"id": after, "message": "m"}) },
             "repository": repository(),
             "pusher": { "name": "alice", "email": "a@example.com" },
             "sender": { "login": "alice" },
@@ -427,7 +443,11 @@ mod tests {
                 repo: RepoRef::new("acme", "infra"),
                 installation_id: 77,
                 head_sha: a.clone(),
-                target: ScanTarget::Compare { base: b, head: a },
+                target: ScanTarget::Push {
+                    base: Some(b),
+                    head: a,
+                    listed: vec!["b".repeat(40)],
+                },
                 pushed_branch: Some("feature".into()),
             })
         );
@@ -442,16 +462,24 @@ mod tests {
         };
         assert_eq!(
             job.target,
-            ScanTarget::Compare {
-                base: "main".into(),
-                head: a.clone()
+            ScanTarget::Push {
+                base: Some("main".into()),
+                head: a.clone(),
+                listed: vec![a.clone()],
             }
         );
         let Route::Scan(job) = route("push", "d", &push(NULL_SHA, &a, "refs/heads/main")).unwrap()
         else {
             panic!("expected a scan")
         };
-        assert_eq!(job.target, ScanTarget::Commit { sha: a });
+        assert_eq!(
+            job.target,
+            ScanTarget::Push {
+                base: None,
+                head: a.clone(),
+                listed: vec![a],
+            }
+        );
     }
 
     #[test]
@@ -512,9 +540,10 @@ mod tests {
         };
         assert_eq!(
             job.target,
-            ScanTarget::Compare {
-                base: "b".repeat(40),
-                head: "h".repeat(40)
+            ScanTarget::Push {
+                base: Some("b".repeat(40)),
+                head: "h".repeat(40),
+                listed: vec!["h".repeat(40)],
             }
         );
         let mut with_pr = suite.clone();

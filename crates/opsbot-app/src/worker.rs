@@ -6,25 +6,30 @@
 //! paths, inline rules, baseline) is read at the head commit, so the App and `opsbot scan`
 //! agree on what counts as a finding.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::Method;
-use opsbot_core::github::models::{ChangedFile, Comparison, NewCheckRun};
+use opsbot_core::github::models::{ChangedFile, CheckRun, Comparison, NewCheckRun};
 use opsbot_core::github::{GitHub, GitHubError, RepoRef};
 use opsbot_scan::baseline::Baseline;
 use opsbot_scan::config::ScanConfig;
 use opsbot_scan::{Finding, RuleSet, Scanner, added_lines_from_patch};
 use regex::Regex;
 use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::report::{CHECK_NAME, CheckReport, ScanOutcome, scan_error_patch};
-use crate::webhook::{ScanJob, ScanTarget};
+use crate::report::{CHECK_NAME, CheckReport, ScanOutcome, cancelled_patch, scan_error_patch};
+use crate::webhook::{PUSH_PAYLOAD_COMMIT_LIMIT, ScanJob, ScanTarget};
 
 /// GitHub's compare API lists at most this many files; a longer list is truncated.
 pub const COMPARE_FILE_LIMIT: usize = 300;
+/// Commits one push scan reads at most (each is one request); the summary notes the rest.
+pub const MAX_PUSH_COMMITS: usize = 1_000;
+/// How long completing a cancelled check run may take at shutdown.
+pub const CANCEL_REPORT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Files without a patch (too large a diff) whose content is fetched and scanned whole.
 const MAX_CONTENT_FETCHES: usize = 50;
 
@@ -46,6 +51,10 @@ pub enum JobOutcome {
     Reported(JobReport),
     /// No check run: why (a push whose open pull request reports instead).
     Skipped(String),
+    /// Stopped by a shutdown; its check run (if one was created) completed as `cancelled`.
+    Cancelled {
+        check_run_id: Option<u64>,
+    },
 }
 
 /// What a finished job reported.
@@ -73,10 +82,19 @@ pub struct Worker {
     installations: Arc<Mutex<HashMap<u64, Arc<GitHub>>>>,
 }
 
-/// One changed file: either its patch, or (no patch) its whole content at the head.
+/// One changed file: either its patch, or (no patch) its whole content; `commit` is the
+/// commit that made the change (pushes), `None` for a pull request's combined diff.
 enum Change {
-    Patch { path: String, patch: String },
-    Content { path: String, bytes: Vec<u8> },
+    Patch {
+        path: String,
+        patch: String,
+        commit: Option<String>,
+    },
+    Content {
+        path: String,
+        bytes: Vec<u8>,
+        commit: Option<String>,
+    },
 }
 
 /// The repository's `[scan]` settings, applied on top of the built-in rules.
@@ -96,25 +114,108 @@ impl Worker {
         }
     }
 
-    /// The client acting as installation `id` (cached).
-    fn installation(&self, id: u64) -> Result<Arc<GitHub>, GitHubError> {
+    /// The App-level client (JWT), for the App's own endpoints (hook deliveries).
+    pub fn app(&self) -> &GitHub {
+        &self.app
+    }
+
+    /// The client acting as installation `id` (cached). A new one is used once first with
+    /// a call named after what it proves (the installation token and access to `repo`), so
+    /// a failed token request is reported as such, not as the first job call's failure.
+    async fn installation(&self, id: u64, repo: &RepoRef) -> Result<Arc<GitHub>, GitHubError> {
+        if let Some(gh) = self.cached(id) {
+            return Ok(gh);
+        }
+        let gh = Arc::new(self.app.for_installation(id)?);
+        gh.send::<()>(
+            &format!(
+                "authenticate as installation {id} (POST /app/installations/{id}/access_tokens) and read {repo}"
+            ),
+            Method::GET,
+            &format!("/repos/{}/{}", repo.owner, repo.name),
+            None,
+        )
+        .await?;
         let mut cache = self.installations.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(gh) = cache.get(&id) {
-            return Ok(Arc::clone(gh));
+        if let Some(existing) = cache.get(&id) {
+            return Ok(Arc::clone(existing));
         }
         if cache.len() >= MAX_CACHED_INSTALLATIONS {
             cache.clear();
         }
-        let gh = Arc::new(self.app.for_installation(id)?);
         cache.insert(id, Arc::clone(&gh));
         Ok(gh)
+    }
+
+    fn cached(&self, id: u64) -> Option<Arc<GitHub>> {
+        let cache = self.installations.lock().unwrap_or_else(|p| p.into_inner());
+        cache.get(&id).cloned()
     }
 
     /// Runs `job` to a completed check run. On a failure after the check run was created,
     /// the run is completed as `failure` with the error, so it never stays "in progress".
     pub async fn run(&self, job: &ScanJob) -> Result<JobOutcome, WorkerError> {
+        self.run_cancellable(job, &CancellationToken::new()).await
+    }
+
+    /// Whether `job` has been done: its push was left to an open pull request, or a
+    /// completed (not cancelled) "opsbot / secrets" run for this delivery exists on the
+    /// head commit. The redelivery sweep asks this of deliveries GitHub saw succeed.
+    pub async fn job_done(&self, job: &ScanJob) -> Result<bool, WorkerError> {
+        #[derive(Deserialize)]
+        struct Runs {
+            #[serde(default)]
+            check_runs: Vec<CheckRun>,
+        }
+        let gh = self.installation(job.installation_id, &job.repo).await?;
+        let runs: Runs = gh
+            .call::<_, ()>(
+                &format!("list check runs of {}@{}", job.repo, job.head_sha),
+                Method::GET,
+                &format!(
+                    "/repos/{}/{}/commits/{}/check-runs?check_name={}&filter=all&per_page=100",
+                    job.repo.owner,
+                    job.repo.name,
+                    opsbot_core::github::encode_segment(&job.head_sha),
+                    opsbot_core::github::encode_query(CHECK_NAME)
+                ),
+                None,
+            )
+            .await?;
+        let done = runs.check_runs.iter().any(|r| {
+            r.name == CHECK_NAME
+                && r.external_id.as_deref() == Some(job.delivery.as_str())
+                && r.status == "completed"
+                && r.conclusion.as_deref() != Some("cancelled")
+        });
+        if done {
+            return Ok(true);
+        }
+        if let Some(branch) = &job.pushed_branch {
+            let head = format!("{}:{branch}", job.repo.owner);
+            return Ok(!gh
+                .list_pulls(&job.repo, "open", Some(&head))
+                .await?
+                .is_empty());
+        }
+        Ok(false)
+    }
+
+    /// As [`Worker::run`], but when `cancel` fires the scan stops and its check run is
+    /// completed with conclusion `cancelled` (within [`CANCEL_REPORT_TIMEOUT`]).
+    pub async fn run_cancellable(
+        &self,
+        job: &ScanJob,
+        cancel: &CancellationToken,
+    ) -> Result<JobOutcome, WorkerError> {
+        if cancel.is_cancelled() {
+            return Ok(JobOutcome::Cancelled { check_run_id: None });
+        }
         let started = Instant::now();
-        let gh = self.installation(job.installation_id)?;
+        let gh = tokio::select! {
+            gh = self.installation(job.installation_id, &job.repo) => gh?,
+            () = cancel.cancelled() => return Ok(JobOutcome::Cancelled { check_run_id: None }),
+        };
         if let Some(branch) = &job.pushed_branch {
             let head = format!("{}:{branch}", job.repo.owner);
             let open = gh.list_pulls(&job.repo, "open", Some(&head)).await?;
@@ -127,6 +228,8 @@ impl Worker {
                 return Ok(JobOutcome::Skipped(reason));
             }
         }
+        // Not raced against `cancel`: a run created but never heard of could not be
+        // completed. Creation is bounded by the retry budget.
         let run = gh
             .create_check_run(
                 &job.repo,
@@ -140,7 +243,19 @@ impl Worker {
                 },
             )
             .await?;
-        match self.scan_and_report(&gh, job, run.id).await {
+        let result = tokio::select! {
+            r = self.scan_and_report(&gh, job, run.id) => r,
+            () = cancel.cancelled() => {
+                let patch = cancelled_patch(&job.trigger);
+                match tokio::time::timeout(CANCEL_REPORT_TIMEOUT, gh.update_check_run(&job.repo, run.id, &patch)).await {
+                    Ok(Ok(_)) => info!(delivery = %job.delivery, check_run = run.id, "scan cancelled by shutdown; check run completed as cancelled"),
+                    Ok(Err(e)) => warn!(delivery = %job.delivery, check_run = run.id, error = %e, "could not complete the cancelled check run"),
+                    Err(_) => warn!(delivery = %job.delivery, check_run = run.id, "completing the cancelled check run timed out"),
+                }
+                return Ok(JobOutcome::Cancelled { check_run_id: Some(run.id) });
+            }
+        };
+        match result {
             Ok(report) => {
                 info!(
                     delivery = %job.delivery,
@@ -273,12 +388,12 @@ impl Worker {
         &self,
         gh: &GitHub,
         job: &ScanJob,
-        files: Vec<ChangedFile>,
+        files: Vec<(Option<String>, ChangedFile)>,
         notes: &mut Vec<String>,
     ) -> Vec<Change> {
         let mut changes = Vec::with_capacity(files.len());
         let mut fetched = 0usize;
-        for file in files {
+        for (commit, file) in files {
             if file.status == "removed" {
                 continue;
             }
@@ -286,6 +401,7 @@ impl Worker {
                 Some(patch) => changes.push(Change::Patch {
                     path: file.filename,
                     patch,
+                    commit,
                 }),
                 None if file.additions == 0 => {} // binary, or a pure rename/mode change
                 None if fetched >= MAX_CONTENT_FETCHES => notes.push(format!(
@@ -294,10 +410,12 @@ impl Worker {
                 )),
                 None => {
                     fetched += 1;
-                    match gh.file(&job.repo, &file.filename, &job.head_sha).await {
+                    let at = commit.as_deref().unwrap_or(&job.head_sha);
+                    match gh.file(&job.repo, &file.filename, at).await {
                         Ok(Some(content)) => changes.push(Change::Content {
                             path: file.filename,
                             bytes: content.bytes,
+                            commit,
                         }),
                         Ok(None) => notes.push(format!("`{}`: not found at the head commit", file.filename)),
                         Err(e) => notes.push(format!("`{}`: no diff from GitHub and the file could not be read: {e}", file.filename)),
@@ -348,6 +466,7 @@ fn policy_from_config(
 fn scan_changes(policy: &RepoScanPolicy, changes: &[Change]) -> ScanOutcome {
     let mut outcome = ScanOutcome::default();
     let mut findings: Vec<Finding> = Vec::new();
+    let mut paths = BTreeSet::new();
     for change in changes {
         let path = match change {
             Change::Patch { path, .. } | Change::Content { path, .. } => path,
@@ -355,23 +474,40 @@ fn scan_changes(policy: &RepoScanPolicy, changes: &[Change]) -> ScanOutcome {
         if policy.allow_paths.iter().any(|r| r.is_match(path)) {
             continue;
         }
-        outcome.files_scanned += 1;
+        paths.insert(path.as_str());
         match change {
-            Change::Patch { path, patch } => {
+            Change::Patch {
+                path,
+                patch,
+                commit,
+            } => {
                 let lines = added_lines_from_patch(patch);
                 outcome.lines_scanned += lines.len();
-                findings.extend(policy.scanner.scan_added_lines(
+                let mut found = policy.scanner.scan_added_lines(
                     path,
                     None,
                     lines.iter().map(|(n, text)| (*n, text.as_bytes())),
-                ));
+                );
+                for f in &mut found {
+                    f.commit.clone_from(commit);
+                }
+                findings.extend(found);
             }
-            Change::Content { path, bytes } => {
+            Change::Content {
+                path,
+                bytes,
+                commit,
+            } => {
                 outcome.lines_scanned += bytes.split(|&b| b == b'\n').count();
-                findings.extend(policy.scanner.scan_bytes(path, bytes));
+                let mut found = policy.scanner.scan_bytes(path, bytes);
+                for f in &mut found {
+                    f.commit.clone_from(commit);
+                }
+                findings.extend(found);
             }
         }
     }
+    outcome.files_scanned = paths.len();
     if let Some(baseline) = &policy.baseline {
         baseline.filter(&mut findings);
     }
@@ -379,41 +515,136 @@ fn scan_changes(policy: &RepoScanPolicy, changes: &[Change]) -> ScanOutcome {
     outcome
 }
 
-/// The files the job's target changes, with patches.
+/// The files the job's target changes, with patches, each tagged with the commit that
+/// changed it (pushes; `None` for a pull request's combined diff).
 async fn changed_files(
     gh: &GitHub,
     job: &ScanJob,
     notes: &mut Vec<String>,
-) -> Result<Vec<ChangedFile>, GitHubError> {
+) -> Result<Vec<(Option<String>, ChangedFile)>, GitHubError> {
     match &job.target {
-        ScanTarget::PullRequest { number } => gh.pull_files(&job.repo, *number).await,
-        ScanTarget::Commit { sha } => commit_files(gh, &job.repo, sha).await,
-        ScanTarget::Compare { base, head } => {
-            let cmp: Comparison = gh.compare(&job.repo, base, head).await?;
-            if cmp.files.len() < COMPARE_FILE_LIMIT {
-                return Ok(cmp.files);
+        ScanTarget::PullRequest { number } => Ok(gh
+            .pull_files(&job.repo, *number)
+            .await?
+            .into_iter()
+            .map(|f| (None, f))
+            .collect()),
+        ScanTarget::Push { base, head, listed } => {
+            let (commits, first_page) =
+                push_commits(gh, &job.repo, base.as_deref(), head, listed, notes).await?;
+            // One commit whose compare is complete: its files are already in hand.
+            if let (Some(files), [only]) = (first_page, commits.as_slice())
+                && files.len() < COMPARE_FILE_LIMIT
+            {
+                return Ok(files.into_iter().map(|f| (Some(only.clone()), f)).collect());
             }
-            // The compare list is truncated at 300 files: read the push commit by commit
-            // (each commit lists up to 3,000 files).
-            notes.push(format!(
-                "the compare of {} commits lists {}+ files (GitHub's limit), so each commit was read on its own",
-                cmp.total_commits,
-                cmp.files.len()
-            ));
-            if (cmp.commits.len() as u64) < cmp.total_commits {
-                notes.push(format!(
-                    "only {} of {} commits are listed by GitHub; older ones were not scanned",
-                    cmp.commits.len(),
-                    cmp.total_commits
-                ));
+            let mut out = Vec::new();
+            for sha in &commits {
+                out.extend(
+                    commit_files(gh, &job.repo, sha)
+                        .await?
+                        .into_iter()
+                        .map(|f| (Some(sha.clone()), f)),
+                );
             }
-            let mut files = Vec::new();
-            for commit in &cmp.commits {
-                files.extend(commit_files(gh, &job.repo, &commit.sha).await?);
-            }
-            Ok(files)
+            Ok(out)
         }
     }
+}
+
+/// The commits a push adds, oldest first, and (for a base) the first compare page's files.
+async fn push_commits(
+    gh: &GitHub,
+    repo: &RepoRef,
+    base: Option<&str>,
+    head: &str,
+    listed: &[String],
+    notes: &mut Vec<String>,
+) -> Result<(Vec<String>, Option<Vec<ChangedFile>>), GitHubError> {
+    let mut commits: Vec<String> = Vec::new();
+    let mut first_files = None;
+    match base {
+        Some(base) => {
+            // Compare lists 250 commits unless paged; pages of 100 go past that.
+            let mut page = 1u32;
+            loop {
+                let cmp: Comparison = gh
+                    .call::<_, ()>(
+                        &format!("compare {base}...{head} in {repo} (page {page})"),
+                        Method::GET,
+                        &format!(
+                            "/repos/{}/{}/compare/{}...{}?per_page=100&page={page}",
+                            repo.owner,
+                            repo.name,
+                            opsbot_core::github::encode_segment(base),
+                            opsbot_core::github::encode_segment(head)
+                        ),
+                        None,
+                    )
+                    .await?;
+                let total = cmp.total_commits as usize;
+                let got = cmp.commits.len();
+                commits.extend(cmp.commits.into_iter().map(|c| c.sha));
+                if page == 1 {
+                    first_files = Some(cmp.files);
+                }
+                if got == 0 || commits.len() >= total.min(MAX_PUSH_COMMITS) {
+                    if total > MAX_PUSH_COMMITS {
+                        notes.push(format!(
+                            "the push adds {total} commits; the first {MAX_PUSH_COMMITS} were scanned"
+                        ));
+                    }
+                    break;
+                }
+                page += 1;
+            }
+        }
+        None if listed.len() < PUSH_PAYLOAD_COMMIT_LIMIT => {
+            commits.extend(listed.iter().cloned());
+        }
+        None => {
+            // The payload's list is full: walk the history of the head instead.
+            #[derive(Deserialize)]
+            struct Listed {
+                sha: String,
+            }
+            let walked: Vec<Listed> = gh
+                .paginate(
+                    &format!("list commits of {head} in {repo}"),
+                    &format!(
+                        "/repos/{}/{}/commits?sha={}&per_page=100",
+                        repo.owner,
+                        repo.name,
+                        opsbot_core::github::encode_query(head)
+                    ),
+                    None,
+                )
+                .await?;
+            let mut walked: Vec<String> = walked.into_iter().map(|c| c.sha).collect();
+            if walked.len() > MAX_PUSH_COMMITS {
+                notes.push(format!(
+                    "the first push lists {}+ commits; the newest {MAX_PUSH_COMMITS} were scanned",
+                    walked.len()
+                ));
+                walked.truncate(MAX_PUSH_COMMITS);
+            }
+            walked.reverse();
+            commits = walked;
+        }
+    }
+    if commits.is_empty() {
+        commits.push(head.to_owned());
+    }
+    let mut seen = BTreeSet::new();
+    commits.retain(|c| seen.insert(c.clone()));
+    commits.truncate(MAX_PUSH_COMMITS);
+    if commits.len() > 1 {
+        notes.push(format!(
+            "{} commits read one by one, so a secret added and later removed is still found",
+            commits.len()
+        ));
+    }
+    Ok((commits, first_files))
 }
 
 /// The files one commit changes against its first parent.
@@ -477,14 +708,17 @@ mod tests {
             Change::Patch {
                 path: "app/config.py".into(),
                 patch: patch.clone(),
+                commit: Some("c1".into()),
             },
             Change::Patch {
                 path: "fixtures/keys.py".into(),
                 patch,
+                commit: None,
             },
             Change::Content {
                 path: "big.txt".into(),
                 bytes: format!("x\nk = {}\n", key('C')).into_bytes(),
+                commit: None,
             },
         ];
         let outcome = scan_changes(&policy, &changes);
@@ -496,6 +730,7 @@ mod tests {
             .collect();
         assert_eq!(found, vec![("app/config.py", 2), ("big.txt", 2)]);
         assert!(outcome.findings.iter().all(|f| f.secret == "AKIA…"));
+        assert_eq!(outcome.findings[0].commit.as_deref(), Some("c1"));
     }
 
     #[test]

@@ -14,7 +14,9 @@
 // Handlers return `Result<_, Response>` so an early error is one `?` away.
 #![allow(clippy::result_large_err)]
 
+pub mod deliveries;
 mod routes;
+pub mod seed;
 pub mod state;
 
 use std::net::SocketAddr;
@@ -69,6 +71,8 @@ pub(crate) struct Inner {
     /// installation id → repos it may access
     pub installations: std::collections::BTreeMap<u64, Vec<String>>,
     pub next_id: u64,
+    /// The App's webhook and its deliveries ([`deliveries`]).
+    pub hook: deliveries::Hook,
 }
 
 impl Inner {
@@ -116,6 +120,7 @@ impl FakeGitHub {
             installation_tokens: Default::default(),
             installations: Default::default(),
             next_id: 1000,
+            hook: Default::default(),
         }));
         let app = Router::new().fallback(handle).with_state(inner.clone());
         let server = crate::serve::try_serve(app, addr).await?;
@@ -292,6 +297,7 @@ impl FakeGitHub {
                 summary: c.summary.clone(),
                 annotations: c.annotations.clone(),
                 annotation_batches: c.annotation_batches.clone(),
+                external_id: c.external_id.clone(),
             })
             .collect()
     }
@@ -366,6 +372,7 @@ pub struct FakeCheckRun {
     pub summary: Option<String>,
     pub annotations: Vec<Value>,
     pub annotation_batches: Vec<usize>,
+    pub external_id: Option<String>,
 }
 
 pub(crate) fn error(status: StatusCode, message: &str) -> Response {

@@ -57,6 +57,11 @@ pub(crate) fn dispatch(
     let s: Vec<&str> = seg.iter().map(String::as_str).collect();
     let base = g.base_url.clone();
 
+    // ---- the App's webhook deliveries (JWT) ----------------------------------------------
+    if let Some(resp) = super::deliveries::route(g, caller, method.as_str(), &s, query) {
+        return resp;
+    }
+
     // ---- App endpoints (JWT) -----------------------------------------------------------
     match (method.as_str(), s.as_slice()) {
         ("GET", ["app"]) => {
@@ -516,20 +521,40 @@ pub(crate) fn dispatch(
                 return not_found();
             };
             let merge_base = repo.merge_base(&b, &h).unwrap_or_else(|| b.clone());
-            let commits: Vec<Value> = repo
-                .commits_between(&b, &h)
+            let all = repo.commits_between(&b, &h);
+            // As GitHub: 250 commits unless paged (`page`/`per_page`); the files (at most
+            // 300) only on the first page.
+            let paged = query.contains_key("page");
+            let per_page: usize = if paged {
+                query
+                    .get("per_page")
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(30usize)
+                    .clamp(1, 100)
+            } else {
+                250
+            };
+            let page: usize = query
+                .get("page")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(1usize)
+                .max(1);
+            let commits: Vec<Value> = all
                 .iter()
+                .skip((page - 1) * per_page)
+                .take(per_page)
                 .map(|c| commit_json(&base, repo, c))
                 .collect();
-            let files = repo.diff_files(&merge_base, &h);
-            let status = if commits.is_empty() {
-                "identical"
+            let mut files = if page == 1 {
+                repo.diff_files(&merge_base, &h)
             } else {
-                "ahead"
+                Vec::new()
             };
+            files.truncate(300);
+            let status = if all.is_empty() { "identical" } else { "ahead" };
             ok(json!({
-                "status": status, "ahead_by": commits.len(), "behind_by": 0,
-                "total_commits": commits.len(), "commits": commits, "files": files,
+                "status": status, "ahead_by": all.len(), "behind_by": 0,
+                "total_commits": all.len(), "commits": commits, "files": files,
                 "merge_base_commit": { "sha": merge_base },
             }))
         }

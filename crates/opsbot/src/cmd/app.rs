@@ -1,14 +1,17 @@
-//! `opsbot app serve`: the GitHub App webhook server (`opsbot-app`). Wiring only.
+//! `opsbot app`: the GitHub App webhook server (`opsbot-app`) and its tools. Wiring only.
 //!
-//! As a server or container it listens on `--listen` and drains in-flight scans on
-//! SIGTERM / Ctrl-C. Inside AWS Lambda (`AWS_LAMBDA_RUNTIME_API` set; a function URL in
-//! front) the same binary serves the Lambda runtime instead, scanning inside each request.
+//! As a server or container it listens on `--listen`; the first SIGTERM / Ctrl-C drains
+//! (running scans get `[app] shutdown_deadline_secs`, default 20 s), a second stops at once
+//! after the same clean-up (cancelled check runs completed as `cancelled`). Inside AWS
+//! Lambda (`AWS_LAMBDA_RUNTIME_API` set; a function URL in front) the same binary serves
+//! the Lambda runtime instead, scanning inside each request.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use opsbot_app::{AppConfig, AppSettings, Mode};
+use opsbot_app::{AppConfig, AppSettings, Mode, RedeliverySettings, Shutdown, Sweeper};
 
 use super::GlobalArgs;
 
@@ -25,8 +28,19 @@ pub enum AppCommand {
     ///
     /// Needs GITHUB_WEBHOOK_SECRET and the App's GITHUB_APP_ID + GITHUB_APP_PRIVATE_KEY
     /// (or GITHUB_APP_PRIVATE_KEY_PATH); GITHUB_API_URL for GitHub Enterprise. Endpoints:
-    /// POST /webhook (or /), GET /healthz.
+    /// POST /webhook (or /), GET /healthz. Bounded: when the queue is full a delivery is
+    /// answered 503 with Retry-After, and the redelivery sweep (every 5 min) asks GitHub to
+    /// send it again. Limits and timeouts: the `[app]` table of opsbot.toml.
     Serve(ServeArgs),
+    /// Ask GitHub to redeliver the App's webhook deliveries that failed (no answer, 408,
+    /// 429, 5xx) or were accepted but never scanned (a crash, a deploy), once each.
+    ///
+    /// Reads GET /app/hook/deliveries (paged by cursor) and calls
+    /// POST /app/hook/deliveries/{id}/attempts. Needs the App credentials.
+    Redeliver(RedeliverArgs),
+    /// Sign a webhook payload file with GITHUB_WEBHOOK_SECRET and POST it to a running
+    /// server, as GitHub would (for local trials).
+    SendTest(SendTestArgs),
 }
 
 #[derive(Debug, Args)]
@@ -37,9 +51,38 @@ pub struct ServeArgs {
     pub listen: Option<String>,
 }
 
+#[derive(Debug, Args)]
+pub struct RedeliverArgs {
+    /// How far back to look: 90s, 30m, 6h, 3d (GitHub keeps deliveries for 3 days).
+    #[arg(long, default_value = "1h", value_name = "DURATION")]
+    pub since: String,
+    /// Successful deliveries younger than this are not checked for a finished scan yet.
+    #[arg(long, default_value = "10m", value_name = "DURATION")]
+    pub grace: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SendTestArgs {
+    /// The payload file, sent byte for byte (e.g. a GitHub example named
+    /// `<event>.<action>.json`).
+    pub file: PathBuf,
+    /// Where the server listens.
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:8080/webhook",
+        value_name = "URL"
+    )]
+    pub url: String,
+    /// X-GitHub-Event (default: the file name up to the first dot).
+    #[arg(long)]
+    pub event: Option<String>,
+}
+
 pub async fn run(global: &GlobalArgs, args: AppArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         AppCommand::Serve(serve) => run_serve(global, serve).await,
+        AppCommand::Redeliver(r) => run_redeliver(r).await,
+        AppCommand::SendTest(t) => run_send_test(t).await,
     }
 }
 
@@ -48,9 +91,8 @@ async fn run_serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitC
     let secret = opsbot_app::webhook_secret_from_env()?;
     let settings = super::github_settings()?;
     let mut config = AppConfig::new(secret);
-    if let Some(n) = file.max_concurrent_scans {
-        config.max_concurrent_scans = n;
-    }
+    config.redelivery = Some(RedeliverySettings::default());
+    file.apply(&mut config);
     let listen = args
         .listen
         .or(file.listen)
@@ -58,6 +100,7 @@ async fn run_serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitC
     if opsbot_app::in_lambda() {
         // Lambda freezes the process once the response is sent: scan within the request.
         config.mode = Mode::Inline;
+        config.redelivery = None;
         let state = opsbot_app::app_state(config, &settings)?;
         tracing::info!("serving GitHub webhooks through the Lambda runtime");
         opsbot_app::run_lambda(state)
@@ -72,32 +115,100 @@ async fn run_serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitC
     let addr = listener.local_addr().context("listening address")?;
     tracing::info!(%addr, "serving GitHub webhooks on POST /webhook");
     eprintln!("opsbot app: listening on http://{addr} (POST /webhook, GET /healthz)");
-    opsbot_app::serve_until(listener, state, shutdown_signal())
+    let shutdown = Shutdown::default();
+    tokio::spawn(watch_signals(shutdown.clone()));
+    opsbot_app::serve_with(listener, state, shutdown)
         .await
         .context("webhook server")?;
-    tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
 
-/// Resolves on Ctrl-C or SIGTERM (what container runtimes send).
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+async fn run_redeliver(args: RedeliverArgs) -> anyhow::Result<ExitCode> {
+    let since = opsbot_app::redeliver::parse_duration(&args.since)
+        .map_err(|e| anyhow::anyhow!("--since {e}"))?;
+    let grace = opsbot_app::redeliver::parse_duration(&args.grace)
+        .map_err(|e| anyhow::anyhow!("--grace {e}"))?;
+    let settings = super::github_settings()?;
+    let worker = opsbot_app::worker(&settings)?;
+    let sweeper = Sweeper::new(
+        worker.app().clone(),
+        RedeliverySettings {
+            grace,
+            window: since,
+            ..RedeliverySettings::default()
+        },
+    );
+    eprintln!(
+        "opsbot app redeliver: reading the App's deliveries of the last {}",
+        args.since
+    );
+    let report = sweeper
+        .sweep(&worker, since, |_| false)
+        .await
+        .context("redelivery")?;
+    println!(
+        "{} deliveries listed ({} distinct), {} successful ones checked for a finished scan, {} redelivered",
+        report.listed,
+        report.distinct,
+        report.verified,
+        report.redelivered.len()
+    );
+    for (guid, why) in &report.redelivered {
+        println!("  redelivered {guid}: {why}");
     }
-    tracing::info!("shutdown requested: finishing scans in flight");
+    for e in &report.errors {
+        eprintln!("  error: {e}");
+    }
+    Ok(if report.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn run_send_test(args: SendTestArgs) -> anyhow::Result<ExitCode> {
+    let secret = opsbot_app::webhook_secret_from_env()?;
+    let sent =
+        opsbot_app::send_test::send_file(&args.url, &secret, &args.file, args.event.as_deref())
+            .await?;
+    println!(
+        "{} delivery {} → {} {}",
+        sent.event, sent.delivery, sent.status, sent.body
+    );
+    Ok(if (200..300).contains(&sent.status) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// The first SIGTERM / Ctrl-C asks for a drain, the second for an immediate stop.
+async fn watch_signals(shutdown: Shutdown) {
+    #[cfg(unix)]
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    loop {
+        #[cfg(unix)]
+        let term_recv = async {
+            match term.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term_recv = std::future::pending::<()>();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            () = term_recv => {},
+        }
+        if shutdown.requested.is_cancelled() {
+            tracing::warn!("second shutdown request: cancelling running scans now");
+            eprintln!("opsbot app: stopping now (running scans are completed as cancelled)");
+        } else {
+            tracing::info!("shutdown requested: finishing running scans");
+            eprintln!("opsbot app: shutting down (a second signal stops at once)");
+        }
+        shutdown.request();
+    }
 }

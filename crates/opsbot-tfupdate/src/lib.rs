@@ -17,6 +17,7 @@ pub mod pr;
 pub mod registry;
 pub mod release;
 pub mod rewrite;
+pub mod signature;
 pub mod walk;
 
 pub use constraint::{Style, TfVersion};

@@ -5,7 +5,8 @@
 //! locked one when the constraints still admit it), the `h1:` hash of the package for
 //! every requested platform (downloaded, verified against the registry's `SHA256SUMS`,
 //! cached by checksum) and a `zh:` hash for every package listed in `SHA256SUMS`.
-//! `SHA256SUMS` signatures are not verified.
+//! `SHA256SUMS` must be signed by one of the registry's keys for the release
+//! ([`crate::signature`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Range;
@@ -302,6 +303,11 @@ pub enum LockError {
     },
     #[error("{file} is not listed in {url}")]
     NotInSums { file: String, url: String },
+    #[error("{url}: signature not trusted: {source}")]
+    Signature {
+        url: String,
+        source: crate::signature::SignatureError,
+    },
     #[error("provider {address}: no version matches `{constraints}`")]
     NoMatchingVersion {
         address: String,
@@ -371,6 +377,30 @@ impl LockHasher {
         };
         let sums_url = first.shasums_url.clone();
         let sums_text = self.registry.get_bytes(&sums_url).await?;
+        // Like `terraform providers lock`: the hashes are trusted only when one of the
+        // registry's signing keys for this release signed SHA256SUMS.
+        let keys: Vec<String> = first
+            .signing_keys
+            .gpg_public_keys
+            .iter()
+            .map(|k| k.ascii_armor.clone())
+            .collect();
+        let sig_url = first.shasums_signature_url.clone();
+        if sig_url.is_empty() {
+            return Err(LockError::Signature {
+                url: sums_url,
+                source: crate::signature::SignatureError::BadSignature(
+                    "the registry gives no shasums_signature_url".to_string(),
+                ),
+            });
+        }
+        let sig = self.registry.get_bytes(&sig_url).await?;
+        crate::signature::verify_detached(&sums_text, &sig, &keys).map_err(|source| {
+            LockError::Signature {
+                url: sums_url.clone(),
+                source,
+            }
+        })?;
         let sums = parse_sha256sums(&String::from_utf8_lossy(&sums_text));
         let h1s = futures::future::try_join_all(packages.iter().map(|pkg| async {
             let expected = sums
@@ -403,11 +433,8 @@ impl LockHasher {
         }))
         .await?;
         let mut all: BTreeSet<String> = h1s.into_iter().collect();
-        all.extend(
-            sums.iter()
-                .filter(|(name, _)| name.ends_with(".zip"))
-                .map(|(_, hash)| format!("zh:{hash}")),
-        );
+        // every SHA256SUMS line, the `_manifest.json` one too, as Terraform records them
+        all.extend(sums.values().map(|hash| format!("zh:{hash}")));
         Ok(all.into_iter().collect())
     }
 

@@ -244,6 +244,7 @@ fn candidates(config: &PrConfig, files: &[ScannedFile]) -> Result<Vec<Candidate>
                 target: Target::Module {
                     source: source.clone(),
                     git_ref,
+                    regex: None,
                 },
                 kind: TargetKind::Module,
                 name: source,

@@ -104,6 +104,23 @@ pub struct ProviderPackage {
     pub shasums_signature_url: String,
     /// Hex SHA-256 of the zip.
     pub shasum: String,
+    #[serde(default)]
+    pub signing_keys: SigningKeys,
+}
+
+/// The keys a release's `SHA256SUMS` must be signed with.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct SigningKeys {
+    #[serde(default)]
+    pub gpg_public_keys: Vec<GpgPublicKey>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct GpgPublicKey {
+    #[serde(default)]
+    pub key_id: String,
+    #[serde(default)]
+    pub ascii_armor: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -446,7 +463,14 @@ impl RegistryClient {
         )?;
         let mut pkg: ProviderPackage = self.get_json(&url).await?;
         // relative URLs are relative to the download endpoint
-        for field in [&mut pkg.download_url, &mut pkg.shasums_url] {
+        for field in [
+            &mut pkg.download_url,
+            &mut pkg.shasums_url,
+            &mut pkg.shasums_signature_url,
+        ] {
+            if field.is_empty() {
+                continue;
+            }
             if let Ok(abs) = url.join(field) {
                 *field = abs.to_string();
             }

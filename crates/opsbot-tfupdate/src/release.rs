@@ -343,6 +343,7 @@ mod tests {
         let git = Target::Module {
             source: "git::https://github.com/acme/net.git?ref=v1.0.0".into(),
             git_ref: true,
+            regex: None,
         };
         assert_eq!(
             R::source_for(&git, TERRAFORM_REPO).unwrap(),
@@ -354,6 +355,7 @@ mod tests {
         let other = Target::Module {
             source: "git::https://gitlab.example.com/acme/net.git".into(),
             git_ref: true,
+            regex: None,
         };
         assert!(matches!(
             R::source_for(&other, TERRAFORM_REPO),

@@ -17,8 +17,44 @@ pub enum Target {
     /// A provider, by the name given on the command line.
     Provider(ProviderSpec),
     /// Modules whose `source` matches; `git_ref` also bumps `?ref=vX.Y.Z` tags.
-    Module { source: String, git_ref: bool },
+    /// With `regex` (`--source-match-type regex`) the source is matched by that regular
+    /// expression instead of by module identity.
+    Module {
+        source: String,
+        git_ref: bool,
+        regex: Option<SourcePattern>,
+    },
 }
+
+/// A compiled `--source-match-type regex` pattern (compared by its text).
+#[derive(Debug, Clone)]
+pub struct SourcePattern(regex::Regex);
+
+impl SourcePattern {
+    pub fn regex(pattern: &str) -> Result<SourcePattern, regex::Error> {
+        if pattern.is_empty() {
+            return Err(regex::Error::Syntax("empty pattern".to_string()));
+        }
+        regex::Regex::new(pattern).map(SourcePattern)
+    }
+
+    /// Whether the source (without its `?ref=`) matches.
+    pub fn is_match(&self, source: &str) -> bool {
+        let base = match source.find("?ref=") {
+            Some(i) => &source[..i],
+            None => source,
+        };
+        self.0.is_match(base)
+    }
+}
+
+impl PartialEq for SourcePattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+impl Eq for SourcePattern {}
 
 impl Target {
     /// A short name for messages and branch names: `terraform`, `provider hashicorp/aws`.
@@ -48,10 +84,15 @@ impl Target {
             ) => spec.matches(local_name, address),
             (
                 Target::Module {
-                    source: pattern, ..
+                    source: pattern,
+                    regex,
+                    ..
                 },
                 PinKind::ModuleVersion { source, .. } | PinKind::ModuleSource { source, .. },
-            ) => module_source::matches(pattern, source),
+            ) => match regex {
+                Some(re) => re.is_match(source),
+                None => module_source::matches(pattern, source),
+            },
             _ => false,
         }
     }

@@ -139,6 +139,7 @@ fn modules_from_registry_git_and_local_sources() {
     let target = Target::Module {
         source: "terraform-aws-modules/vpc/aws".into(),
         git_ref: false,
+        regex: None,
     };
     let (_, out) = run("main.tf", &target, "5.13.0");
     assert_eq!(out.rewrites.len(), 1);
@@ -154,6 +155,7 @@ fn modules_from_registry_git_and_local_sources() {
     let target = Target::Module {
         source: "terraform-aws-modules/iam/aws".into(),
         git_ref: false,
+        regex: None,
     };
     let (_, out) = run("main.tf", &target, "5.44.0");
     assert_eq!(out.rewrites[0].to, "~> 5.44");
@@ -163,6 +165,7 @@ fn modules_from_registry_git_and_local_sources() {
     let target = Target::Module {
         source: git.into(),
         git_ref: false,
+        regex: None,
     };
     let (_, out) = run("main.tf", &target, "1.4.0");
     assert!(out.rewrites.is_empty());
@@ -170,6 +173,7 @@ fn modules_from_registry_git_and_local_sources() {
     let target = Target::Module {
         source: git.into(),
         git_ref: true,
+        regex: None,
     };
     let (_, out) = run("main.tf", &target, "1.4.0");
     assert_eq!(out.rewrites.len(), 1);

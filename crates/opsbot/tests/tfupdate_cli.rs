@@ -431,3 +431,84 @@ async fn pr_job_from_the_command_line_with_opsbot_toml() {
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("labelz"), "{}", run.stderr);
 }
+
+/// `opsbot tfupdate lock` writes the same lock file as `terraform providers lock` for
+/// the same providers, versions and platforms: both reach the fake registry as
+/// registry.terraform.io through its HTTPS front (real zips, signed SHA256SUMS with a
+/// `_manifest.json` line). Without `terraform` on PATH the Terraform half is skipped
+/// with a message; opsbot's output is still checked against the fake's hashes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_files_match_terraform_providers_lock() {
+    use opsbot_tests::fake_registry::TlsFront;
+    let registry = FakeRegistry::start().await;
+    let platforms = ["linux_amd64", "darwin_arm64"];
+    registry.add_provider("hashicorp", "null", "3.2.1", &platforms);
+    registry.add_provider("hashicorp", "null", "3.2.2", &platforms);
+    registry.add_provider("hashicorp", "random", "3.6.0", &platforms);
+    let front = TlsFront::start(&[("registry.terraform.io", &registry)])
+        .await
+        .unwrap();
+    let main_tf = "terraform {\n  required_providers {\n    null = {\n      source  = \"hashicorp/null\"\n      version = \"3.2.1\"\n    }\n    random = {\n      source  = \"hashicorp/random\"\n      version = \"~> 3.5\"\n    }\n  }\n}\n";
+    let mut env: Vec<(String, String)> = front.client_env();
+    env.push(("CHECKPOINT_DISABLE".into(), "1".into()));
+    let ours = tempfile::tempdir().unwrap();
+    std::fs::write(ours.path().join("main.tf"), main_tf).unwrap();
+    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let cache = ours.path().join(".cache");
+    let cache_s = cache.display().to_string();
+    let mut cmd_env = env_refs.clone();
+    cmd_env.push(("OPSBOT_TF_CACHE_DIR", &cache_s));
+    let dir_s = ours.path().display().to_string();
+    let run = opsbot(&["tfupdate", "lock", "--platform", "linux_amd64", "--platform", "darwin_arm64", &dir_s], &cmd_env).await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let lock = read(ours.path(), ".terraform.lock.hcl");
+    let plats: Vec<String> = platforms.iter().map(|p| p.to_string()).collect();
+    for (name, version) in [("null", "3.2.1"), ("random", "3.6.0")] {
+        let hashes = registry.lock_hashes("hashicorp", name, version, &plats);
+        assert_eq!(hashes.iter().filter(|h| h.starts_with("zh:")).count(), 3, "2 zips + manifest");
+        for h in &hashes {
+            assert!(lock.contains(&format!("\"{h}\"")), "{h} missing from\n{lock}");
+        }
+    }
+    assert!(lock.contains("version     = \"3.6.0\"\n  constraints = \"~> 3.5\""), "{lock}");
+
+    let Some(terraform) = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("terraform"))
+            .find(|p| p.is_file())
+    }) else {
+        eprintln!("SKIP: no terraform on PATH; the comparison with `terraform providers lock` was not run");
+        return;
+    };
+    let theirs = tempfile::tempdir().unwrap();
+    std::fs::write(theirs.path().join("main.tf"), main_tf).unwrap();
+    let rc = theirs.path().join("terraformrc");
+    std::fs::write(&rc, "").unwrap();
+    let mut cmd = tokio::process::Command::new(terraform);
+    cmd.args(["providers", "lock", "-platform=linux_amd64", "-platform=darwin_arm64"])
+        .current_dir(theirs.path())
+        .env("TF_CLI_CONFIG_FILE", &rc)
+        .env("TF_IN_AUTOMATION", "1")
+        .env_remove("TF_PLUGIN_CACHE_DIR");
+    for (k, v) in &env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "terraform providers lock failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want = read(theirs.path(), ".terraform.lock.hcl");
+    assert_eq!(lock, want, "opsbot's lock file differs from terraform's");
+
+    // A tampered signature is refused and the lock file is left as it was.
+    registry.add_provider("hashicorp", "null", "3.2.3", &platforms);
+    registry.tamper_signature("hashicorp", "null", "3.2.3");
+    std::fs::write(ours.path().join("main.tf"), main_tf.replace("3.2.1", "3.2.3")).unwrap();
+    let run = opsbot(&["tfupdate", "lock", "--platform", "linux_amd64", "--platform", "darwin_arm64", &dir_s], &cmd_env).await;
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("signature"), "{}", run.stderr);
+    assert_eq!(read(ours.path(), ".terraform.lock.hcl"), want);
+}

@@ -15,7 +15,7 @@ use opsbot_tfupdate::registry::{RegistryClient, RegistryOptions, tokens_from_env
 use opsbot_tfupdate::release::{
     GithubReleases, OPENTOFU_REPO, ReleaseSource, Releases, SourceType, TERRAFORM_REPO,
 };
-use opsbot_tfupdate::rewrite::{ProviderSpec, Target};
+use opsbot_tfupdate::rewrite::{ProviderSpec, SourcePattern, Target};
 use opsbot_tfupdate::walk::{TreeUpdate, WalkOptions};
 
 use super::GlobalArgs;
@@ -31,6 +31,10 @@ enum TfCommand {
     /// Update `required_version` in every `terraform {}` block.
     #[command(disable_version_flag = true)]
     Terraform(TerraformArgs),
+    /// Update `required_version` for OpenTofu (versions from opentofu/opentofu; `.tf`
+    /// and `.tofu` files).
+    #[command(disable_version_flag = true)]
+    Opentofu(TerraformArgs),
     /// Update a provider's version in `required_providers` and `provider` blocks.
     #[command(disable_version_flag = true)]
     Provider(ProviderArgs),
@@ -44,23 +48,34 @@ enum TfCommand {
     Release(ReleaseCommand),
     /// The daily job: open a pull request for each target with a newer release.
     Pr(PrArgs),
+    /// An unknown subcommand: exit 127, as tfupdate.
+    #[command(external_subcommand)]
+    Unknown(Vec<String>),
 }
 
 #[derive(Debug, Args)]
 struct RegistryArgs {
     /// Terraform registry for providers and modules (host or URL; private registries
-    /// take a token from TF_TOKEN_<host>).
-    #[arg(
-        long,
-        env = "OPSBOT_TF_REGISTRY_URL",
-        default_value = "registry.terraform.io"
-    )]
-    registry_url: String,
+    /// take a token from TF_TOKEN_<host>). Default: $TFREGISTRY_BASE_URL (tfupdate's
+    /// variable), else registry.terraform.io.
+    #[arg(long, env = "OPSBOT_TF_REGISTRY_URL")]
+    registry_url: Option<String>,
+}
+
+impl RegistryArgs {
+    fn url(&self) -> String {
+        self.registry_url
+            .clone()
+            .or_else(|| std::env::var("TFREGISTRY_BASE_URL").ok())
+            .filter(|u| !u.trim().is_empty())
+            .unwrap_or_else(|| "registry.terraform.io".to_string())
+    }
 }
 
 #[derive(Debug, Args)]
 struct BumpArgs {
-    /// Version to set (default: the latest stable release).
+    /// Version to set (default: the latest stable release), or a constraint written
+    /// as given (`"~> 1.0"`).
     #[arg(short = 'v', long = "version", value_name = "VERSION")]
     version: Option<String>,
     /// Walk directories recursively (skipping .terraform/ and .git/).
@@ -105,9 +120,14 @@ struct ProviderArgs {
 struct ModuleArgs {
     #[command(flatten)]
     bump: BumpArgs,
-    /// Also update `?ref=vX.Y.Z` tags of matching git sources.
-    #[arg(long)]
+    /// Accepted for compatibility: `?ref=vX.Y.Z` tags of matching git sources are
+    /// always updated, as tfupdate does.
+    #[arg(long, hide = true)]
     git_ref: bool,
+    /// How SOURCE is compared with module sources: `full` (the same module) or `regex`
+    /// (SOURCE is a regular expression searched in the source).
+    #[arg(long, value_name = "full|regex", default_value = "full")]
+    source_match_type: String,
     /// Module source: `terraform-aws-modules/vpc/aws`, `github.com/org/repo`.
     source: String,
     /// File or directory.
@@ -192,13 +212,46 @@ struct PrArgs {
     checkout: PathBuf,
 }
 
+/// Runs one `tfupdate` subcommand. As tfupdate: any error exits 1, an unknown
+/// subcommand 127.
 pub async fn run(global: &GlobalArgs, args: TfupdateArgs) -> anyhow::Result<ExitCode> {
+    match run_command(global, args).await {
+        Ok(code) => Ok(code),
+        Err(err) => {
+            eprintln!("opsbot: {}", super::one_line(&err));
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// How much to log for `TFUPDATE_LOG` (tfupdate's TRACE, DEBUG, INFO, WARN, ERROR),
+/// given the `--verbose` count.
+pub fn log_verbosity(verbose: u8) -> u8 {
+    let from_env = match std::env::var("TFUPDATE_LOG")
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_uppercase()
+        .as_str()
+    {
+        "TRACE" => 3,
+        "DEBUG" => 2,
+        "INFO" => 1,
+        _ => 0,
+    };
+    verbose.max(from_env)
+}
+
+async fn run_command(global: &GlobalArgs, args: TfupdateArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         TfCommand::Terraform(a) => {
             let core_repo = a
                 .core_repo
                 .clone()
                 .unwrap_or_else(|| default_core_repo(&a.bump.registry));
+            run_bump(Target::Terraform, a.bump, a.path, core_repo).await
+        }
+        TfCommand::Opentofu(a) => {
+            let core_repo = a.core_repo.clone().unwrap_or(OPENTOFU_REPO.to_string());
             run_bump(Target::Terraform, a.bump, a.path, core_repo).await
         }
         TfCommand::Provider(a) => {
@@ -212,20 +265,42 @@ pub async fn run(global: &GlobalArgs, args: TfupdateArgs) -> anyhow::Result<Exit
             .await
         }
         TfCommand::Module(a) => {
+            let regex = match a.source_match_type.as_str() {
+                "full" => None,
+                "regex" => Some(
+                    SourcePattern::regex(&a.source)
+                        .with_context(|| format!("module source regex `{}`", a.source))?,
+                ),
+                other => anyhow::bail!(
+                    "--source-match-type `{other}`: expected `full` or `regex`"
+                ),
+            };
+            if a.source.trim().is_empty() {
+                anyhow::bail!("module source must not be empty");
+            }
+            let _ = a.git_ref;
             let target = Target::Module {
                 source: a.source.clone(),
-                git_ref: a.git_ref,
+                git_ref: true,
+                regex,
             };
             run_bump(target, a.bump, a.path, TERRAFORM_REPO.to_string()).await
         }
         TfCommand::Lock(a) => run_lock(a).await,
         TfCommand::Release(c) => run_release(c).await,
         TfCommand::Pr(a) => run_pr(global, a).await,
+        TfCommand::Unknown(words) => {
+            eprintln!(
+                "opsbot tfupdate: unknown subcommand `{}` (try `opsbot tfupdate --help`)",
+                words.first().map(String::as_str).unwrap_or_default()
+            );
+            Ok(ExitCode::from(127))
+        }
     }
 }
 
 fn default_core_repo(registry: &RegistryArgs) -> String {
-    if registry.registry_url.contains("registry.opentofu.org") {
+    if registry.url().contains("registry.opentofu.org") {
         OPENTOFU_REPO.to_string()
     } else {
         TERRAFORM_REPO.to_string()
@@ -234,7 +309,7 @@ fn default_core_repo(registry: &RegistryArgs) -> String {
 
 fn registry_client(args: &RegistryArgs) -> anyhow::Result<Arc<RegistryClient>> {
     let client = RegistryClient::new(RegistryOptions {
-        base_url: args.registry_url.clone(),
+        base_url: args.url(),
         tokens: tokens_from_env(std::env::vars()),
         ..RegistryOptions::default()
     })?;
@@ -242,8 +317,10 @@ fn registry_client(args: &RegistryArgs) -> anyhow::Result<Arc<RegistryClient>> {
 }
 
 fn walk_options(recursive: bool, ignore: &[String]) -> anyhow::Result<WalkOptions> {
+    // As tfupdate: an empty pattern is dropped (it would match every path).
     let ignore = ignore
         .iter()
+        .filter(|re| !re.is_empty())
         .map(|re| regex::Regex::new(re).with_context(|| format!("--ignore-path `{re}`")))
         .collect::<anyhow::Result<Vec<_>>>()?;
     Ok(WalkOptions { recursive, ignore })
@@ -425,7 +502,9 @@ async fn run_pr(global: &GlobalArgs, args: PrArgs) -> anyhow::Result<ExitCode> {
     if pr_config.cache_dir.is_none() {
         pr_config.cache_dir = default_cache_dir();
     }
-    let registry = registry_client(&RegistryArgs { registry_url })?;
+    let registry = registry_client(&RegistryArgs {
+        registry_url: Some(registry_url),
+    })?;
     let settings = super::github_settings()?;
     let repo = settings.require_repository()?.clone();
     let gh = opsbot_core::GitHub::connect(&settings)

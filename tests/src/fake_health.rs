@@ -56,6 +56,12 @@ struct Inner {
     events: Vec<FakeHealthEvent>,
     page_size: usize,
     calls: Vec<String>,
+    /// Signing regions seen (from the SigV4 credential scope), one per call.
+    regions: Vec<String>,
+    /// Answer every call with 503 ServiceUnavailableException (an endpoint that is down).
+    unavailable: bool,
+    /// ARNs whose DescribeEventDetails(ForOrganization) lands in `failedSet`.
+    failing_details: Vec<String>,
 }
 
 /// The fake AWS Health endpoint.
@@ -115,6 +121,29 @@ impl FakeHealth {
     pub fn calls(&self) -> Vec<String> {
         lock(&self.inner).calls.clone()
     }
+
+    /// The SigV4 signing region of each call so far (`us-east-1`, `us-east-2`).
+    pub fn signing_regions(&self) -> Vec<String> {
+        lock(&self.inner).regions.clone()
+    }
+
+    /// Makes the endpoint answer every call with `503 ServiceUnavailableException`, as a
+    /// regional endpoint does while AWS Health fails over to the other region.
+    pub fn set_unavailable(&self, down: bool) {
+        lock(&self.inner).unavailable = down;
+    }
+
+    /// Puts `arn` in the `failedSet` of DescribeEventDetails (and its organizational
+    /// counterpart), as AWS does for an event it cannot describe right now.
+    pub fn fail_details_for(&self, arn: &str) {
+        lock(&self.inner).failing_details.push(arn.to_string());
+    }
+}
+
+/// The region of a SigV4 `Authorization` header's credential scope.
+fn signing_region(auth: &str) -> Option<String> {
+    let scope = auth.split("Credential=").nth(1)?.split(',').next()?;
+    scope.split('/').nth(2).map(str::to_string)
 }
 
 fn reply(status: StatusCode, body: Value) -> Response {
@@ -290,8 +319,21 @@ async fn handle(
     };
     let mut state = lock(&inner);
     state.calls.push(target.clone());
+    let region = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(signing_region)
+        .unwrap_or_default();
+    state.regions.push(region);
+    if state.unavailable {
+        return reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"__type": "ServiceUnavailableException", "message": "endpoint unavailable"}),
+        );
+    }
     let page_size = state.page_size;
     let events = state.events.clone();
+    let failing = state.failing_details.clone();
     drop(state);
     let find = |arn: &str| events.iter().find(|e| e.arn == arn);
 
@@ -320,6 +362,10 @@ async fn handle(
             let mut ok = Vec::new();
             let mut failed = Vec::new();
             for arn in arns {
+                if failing.contains(&arn) {
+                    failed.push(json!({"eventArn": arn, "errorName": "InternalFailure", "errorMessage": "could not describe the event"}));
+                    continue;
+                }
                 match find(&arn) {
                     Some(e) => {
                         let (desc, meta) = details_json(e);
@@ -384,6 +430,10 @@ async fn handle(
             for f in filters {
                 let arn = f["eventArn"].as_str().unwrap_or_default();
                 let account = f["awsAccountId"].as_str().unwrap_or_default();
+                if failing.iter().any(|a| a == arn) {
+                    failed.push(json!({"awsAccountId": account, "eventArn": arn, "errorName": "InternalFailure", "errorMessage": "could not describe the event"}));
+                    continue;
+                }
                 match find(arn).filter(|e| e.accounts.iter().any(|a| a == account)) {
                     Some(e) => {
                         let (desc, meta) = details_json(e);

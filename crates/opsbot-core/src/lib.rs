@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod github;
+pub mod secret_source;
 pub mod telemetry;
 
 pub use config::{Config, ConfigError};

@@ -6,6 +6,9 @@
 //! Environment: `GITHUB_API_URL`, `GITHUB_REPOSITORY`, `GITHUB_TOKEN` (or `GITHUB_APP_ID` +
 //! `GITHUB_APP_PRIVATE_KEY` [+ `GITHUB_APP_INSTALLATION_ID`]), optional `OPSBOT_CONFIG` (path
 //! of `opsbot.toml`) and `OPSBOT_SNS_TOPIC_ARN` (alerts for events that could not be filed).
+//! In AWS the token or key comes from Secrets Manager (`GITHUB_TOKEN_SECRET_ARN`,
+//! `GITHUB_APP_PRIVATE_KEY_SECRET_ARN`) or an SSM SecureString (`…_SSM_PARAMETER`), read
+//! once at cold start (`opsbot_core::secret_source`), never from a plain variable.
 //!
 //! An invocation fails (so AWS retries it, and the on-failure destination / DLQ keeps what
 //! never succeeds) when any of its inputs was unusable or could not be filed.
@@ -16,7 +19,8 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
-use opsbot_core::github::{GitHub, GitHubSettings};
+use opsbot_core::github::GitHub;
+use opsbot_core::secret_source;
 use opsbot_health::github::GitHubTracker;
 use opsbot_health::sns::SnsNotifier;
 use opsbot_health::{HealthConfig, HealthService};
@@ -45,7 +49,11 @@ async fn init() -> anyhow::Result<Service> {
     let config = HealthConfig::load(config_path.as_deref())
         .context("cannot load the [health] configuration")?;
     opsbot_core::github::install_crypto_provider();
-    let settings = GitHubSettings::from_env().context("GitHub settings")?;
+    // The token or App key from Secrets Manager / SSM (`…_SECRET_ARN`, `…_SSM_PARAMETER`)
+    // once per cold start; plain variables still work for local runs.
+    let settings = secret_source::github_settings_from_env()
+        .await
+        .context("GitHub settings")?;
     let github = GitHub::connect(&settings)
         .await
         .context("cannot set up the GitHub client")?;

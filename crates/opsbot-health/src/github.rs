@@ -24,6 +24,11 @@ impl GitHubTracker {
     pub fn requests_sent(&self) -> u64 {
         self.github.requests_sent()
     }
+
+    /// The underlying client (reconcile lists open issues and comments with it).
+    pub fn github(&self) -> &GitHub {
+        &self.github
+    }
 }
 
 fn repo_ref(repo: &str) -> Result<RepoRef, TrackerError> {

@@ -8,6 +8,7 @@
 //! labels = ["aws-health"]           # on every issue (this is the default)
 //! assignees = []
 //! notify_new_issues = false         # SNS notice for each new issue (needs OPSBOT_SNS_TOPIC_ARN)
+//! remind_days_before = 3            # reconcile reminds open scheduled changes (0: never)
 //!
 //! [[health.ignore]]                 # any matching entry drops the event
 //! event_types = ["AWS_*_OPERATIONAL_NOTIFICATION"]
@@ -43,6 +44,10 @@ pub struct HealthConfig {
     /// Publish a short SNS notice for each new issue (when `OPSBOT_SNS_TOPIC_ARN` is set).
     #[serde(default)]
     pub notify_new_issues: bool,
+    /// `opsbot health reconcile` comments once on an open scheduled-change issue this many
+    /// days before its `startTime` (0: no reminders).
+    #[serde(default = "default_remind_days")]
+    pub remind_days_before: u32,
     #[serde(default)]
     pub routes: Vec<Route>,
     #[serde(default)]
@@ -56,10 +61,15 @@ impl Default for HealthConfig {
             labels: default_labels(),
             assignees: Vec::new(),
             notify_new_issues: false,
+            remind_days_before: default_remind_days(),
             routes: Vec::new(),
             ignore: Vec::new(),
         }
     }
+}
+
+fn default_remind_days() -> u32 {
+    3
 }
 
 fn default_labels() -> Vec<String> {

@@ -9,10 +9,9 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use opsbot_core::github::GitHub;
-use opsbot_health::apply::IssueTracker;
 use opsbot_health::event::HealthEvent;
 use opsbot_health::github::GitHubTracker;
-use opsbot_health::reconcile::{ReconcileQuery, fetch_events, health_client};
+use opsbot_health::reconcile::{HealthApi, ReconcileQuery, caller_account};
 use opsbot_health::render::IssueState;
 use opsbot_health::service::EventResult;
 use opsbot_health::sns::SnsNotifier;
@@ -65,11 +64,15 @@ pub struct ReconcileArgs {
     #[arg(long)]
     pub organization: bool,
 
-    /// Region of the AWS Health API endpoint.
-    #[arg(long, default_value = "us-east-1")]
-    pub region: String,
+    /// Regions of the AWS Health API endpoints, tried in order: the next one is used when
+    /// a call cannot reach its endpoint or is answered 5xx or throttled (AWS Health is
+    /// active in us-east-1, passive in us-east-2). Repeat or separate with commas.
+    #[arg(long = "region", value_delimiter = ',', default_values_t = ["us-east-1".to_string(), "us-east-2".to_string()])]
+    pub regions: Vec<String>,
 
-    /// Account id shown on issues in the account view when the API names none.
+    /// The receiving account (this account; the management account with
+    /// --organization), part of each event's key like EventBridge's `account`. Asked of
+    /// STS (GetCallerIdentity) when not given.
     #[arg(long, env = "OPSBOT_AWS_ACCOUNT_ID")]
     pub account: Option<String>,
 
@@ -335,18 +338,30 @@ fn emit(text: &str) -> anyhow::Result<()> {
 }
 
 async fn reconcile(config: HealthConfig, args: ReconcileArgs) -> anyhow::Result<ExitCode> {
-    let client = health_client(Some(&args.region)).await;
-    let query = ReconcileQuery::new(args.days, args.organization, args.account.clone());
-    let events = fetch_events(&client, &query)
-        .await
-        .context("cannot read events from the AWS Health API")?;
-    eprintln!(
-        "opsbot: {} open or upcoming event(s) updated in the last {} day(s)",
-        events.len(),
-        args.days
-    );
+    let api = HealthApi::from_env(&args.regions).await;
+    let account = match args.account.clone() {
+        Some(account) => Some(account),
+        None => Some(
+            caller_account()
+                .await
+                .context("cannot tell which account this is (or pass --account)")?,
+        ),
+    };
+    let query = ReconcileQuery::new(args.days, args.organization, account);
     if args.dry_run {
-        let items: Vec<DryRun> = events.iter().map(|e| dry_run(&config, e)).collect();
+        let fetched = api
+            .fetch_events(&query)
+            .await
+            .context("cannot read events from the AWS Health API")?;
+        eprintln!(
+            "opsbot: {} event(s) updated in the last {} day(s) (AWS Health in {}); {} could \
+             not be described",
+            fetched.events.len(),
+            args.days,
+            fetched.region,
+            fetched.incomplete.len()
+        );
+        let items: Vec<DryRun> = fetched.events.iter().map(|e| dry_run(&config, e)).collect();
         if args.json {
             let docs: Vec<serde_json::Value> = items.iter().map(DryRun::to_json).collect();
             emit(&(serde_json::to_string_pretty(&docs)? + "\n"))?;
@@ -360,22 +375,52 @@ async fn reconcile(config: HealthConfig, args: ReconcileArgs) -> anyhow::Result<
         return Ok(ExitCode::SUCCESS);
     }
     let service = live_service(config).await?;
-    let report = reconcile_with(&service, &events).await;
-    print_report(&report, args.json)?;
-    Ok(if report.failed() {
+    let report = opsbot_health::reconcile::reconcile(&service, &api, &query)
+        .await
+        .context("cannot read events from the AWS Health API")?;
+    let failed = report.failed();
+    if args.json {
+        emit(&(serde_json::to_string_pretty(&report)? + "\n"))?;
+    } else {
+        let mut out = String::new();
+        for h in &report.healed {
+            let _ = writeln!(
+                out,
+                "{:<12} {}#{} {} (outside the window)",
+                h.outcome, h.repo, h.number, h.arn
+            );
+        }
+        for r in &report.reminders {
+            let _ = writeln!(out, "{:<12} {r}", "reminded");
+        }
+        for i in &report.incomplete {
+            let _ = writeln!(
+                out,
+                "{:<12} {} ({}): not filed this run",
+                "INCOMPLETE", i.arn, i.error
+            );
+        }
+        for e in &report.errors {
+            let _ = writeln!(out, "{:<12} {e}", "FAILED");
+        }
+        eprintln!(
+            "opsbot: {} event(s) in the window (AWS Health in {}), {} issue(s) healed, {} \
+             reminder(s)",
+            report.events.len(),
+            report.region,
+            report.healed.len(),
+            report.reminders.len()
+        );
+        let events = InvocationReport {
+            events: report.events,
+            ..InvocationReport::default()
+        };
+        print_report(&events, false)?;
+        emit(&out)?;
+    }
+    Ok(if failed {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     })
-}
-
-async fn reconcile_with<T: IssueTracker, N: opsbot_health::Notifier>(
-    service: &HealthService<T, N>,
-    events: &[HealthEvent],
-) -> InvocationReport {
-    let mut report = InvocationReport::default();
-    for event in events {
-        report.events.push(service.handle_event(event).await);
-    }
-    report
 }

@@ -50,7 +50,11 @@ pub fn run(cli: Cli) -> ExitCode {
         LogFormatArg::Text => opsbot_core::telemetry::LogFormat::Text,
         LogFormatArg::Json => opsbot_core::telemetry::LogFormat::Json,
     };
-    opsbot_core::telemetry::init(format, cli.global.verbose);
+    let verbosity = match &cli.command {
+        Command::Tfupdate(_) => tfupdate::log_verbosity(cli.global.verbose),
+        _ => cli.global.verbose,
+    };
+    opsbot_core::telemetry::init(format, verbosity);
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

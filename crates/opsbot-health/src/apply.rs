@@ -5,19 +5,33 @@
 //! Requests per event, with the GitHub adapter:
 //! - new event: list by label, create, list by label again (converge) = 3;
 //! - redelivery: list by label = 1;
-//! - later version: list, comment, edit (body and state in one PATCH) = 3.
+//! - later version: list, list comments (is this version's comment there already?),
+//!   comment, edit (body and state in one PATCH) = 4.
+//!
+//! Writes that are not idempotent (create, comment) are sent once by the adapter; when the
+//! answer is unclear (5xx, timeout: GitHub may have applied it), this module looks before
+//! sending again — the issue by its key label, the comment by its hidden marker — so a
+//! write GitHub applied and answered 502 for is not made twice. Converging stays the second
+//! line of defence.
 
 use std::future::Future;
+use std::time::Duration;
 
 use serde::Serialize;
 use tracing::{info, warn};
 
+use crate::diff::{comment_version, union_states};
 use crate::event::HealthEvent;
 use crate::plan::{
     ExistingIssue, IssueAction, IssueOpenState, IssuePlan, converge, issues_for_key, plan,
+    united_state,
 };
-use crate::render::{IssueDraft, key_label};
+use crate::render::{IssueDraft, key_label, page_log_state, render_body};
 use crate::route::Target;
+
+/// Rounds of rebuilding the body from the page log before giving up (each round is a
+/// concurrent writer's change seen).
+const SETTLE_ROUNDS: usize = 8;
 
 /// Why an issue is closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -40,6 +54,8 @@ pub struct IssueEdit {
 #[error("{message}")]
 pub struct TrackerError {
     pub message: String,
+    /// The write may have been applied (a 5xx or a timeout): look before sending it again.
+    pub unclear: bool,
     #[source]
     pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
@@ -48,7 +64,16 @@ impl TrackerError {
     pub fn new(message: impl Into<String>) -> TrackerError {
         TrackerError {
             message: message.into(),
+            unclear: false,
             source: None,
+        }
+    }
+
+    /// An error after which the write may or may not have happened.
+    pub fn unclear(message: impl Into<String>) -> TrackerError {
+        TrackerError {
+            unclear: true,
+            ..TrackerError::new(message)
         }
     }
 }
@@ -62,7 +87,22 @@ pub trait IssueTracker: Send + Sync {
         repo: &str,
         label: &str,
     ) -> impl Future<Output = Result<Vec<ExistingIssue>, TrackerError>> + Send;
-    /// Opens an issue; returns its number. Unknown labels are created by the tracker.
+    /// Bodies of the comments on issue `number`, oldest first.
+    fn list_comments(
+        &self,
+        repo: &str,
+        number: u64,
+    ) -> impl Future<Output = Result<Vec<String>, TrackerError>> + Send;
+    /// How often a write that is not idempotent is tried (looking in between).
+    fn write_attempts(&self) -> u32 {
+        3
+    }
+    /// The pause before try `attempt` + 1 of such a write.
+    fn write_pause(&self, attempt: u32) -> Duration {
+        Duration::from_millis(100 * u64::from(attempt))
+    }
+    /// Opens an issue (one attempt: the caller looks before trying again); returns its
+    /// number. Unknown labels are created by the tracker.
     fn create_issue(
         &self,
         repo: &str,
@@ -105,14 +145,16 @@ pub struct Filed {
     pub plan: IssuePlan,
 }
 
-/// Files one event: list its issues by key label, plan, act, and converge after a create.
+/// Files one event: list its issues by key label, plan, act, converge after a create, and
+/// (paged events, per-event grouping) rebuild the body from every copy until it holds all.
 pub async fn file_event<T: IssueTracker>(
     tracker: &T,
     target: &Target,
     event: &HealthEvent,
 ) -> Result<Filed, FileError> {
     let repo = target.repo.as_str();
-    let label = key_label(&event.key());
+    let key = target.key(event);
+    let label = key_label(&key);
     let fail = |step: String| {
         let repo = repo.to_string();
         move |source| FileError { repo, step, source }
@@ -125,16 +167,25 @@ pub async fn file_event<T: IssueTracker>(
     let mut number = the_plan.primary;
     let mut duplicates_closed = Vec::new();
     let mut created = None;
+    // Comments already on an issue, read once when a comment needs checking.
+    let mut seen_comments: Option<(u64, Vec<String>)> = None;
 
     let mut pending: Option<(u64, IssueEdit)> = None;
     for action in &the_plan.actions {
         match action {
             IssueAction::Create { draft, then_close } => {
-                let n = tracker
-                    .create_issue(repo, draft)
+                let (n, found) = create_once(tracker, repo, &key, &label, draft)
                     .await
                     .map_err(fail("create an issue".into()))?;
-                info!(repo, issue = n, "created issue");
+                if found {
+                    info!(
+                        repo,
+                        issue = n,
+                        "a create answered unclearly had been applied"
+                    );
+                } else {
+                    info!(repo, issue = n, "created issue");
+                }
                 if *then_close {
                     let edit = IssueEdit {
                         state: Some(IssueOpenState::Closed),
@@ -149,11 +200,42 @@ pub async fn file_event<T: IssueTracker>(
                 created = Some(n);
                 number = Some(n);
             }
-            IssueAction::Comment { number: n, body } => {
-                tracker
-                    .comment(repo, *n, body)
+            IssueAction::Comment {
+                number: n,
+                body,
+                version,
+            } => {
+                let already = match &seen_comments {
+                    Some((m, list)) if m == n => list.clone(),
+                    _ => {
+                        let list = tracker
+                            .list_comments(repo, *n)
+                            .await
+                            .map_err(fail(format!("list comments on #{n}")))?;
+                        seen_comments = Some((*n, list.clone()));
+                        list
+                    }
+                };
+                let is_mine = |c: &str| match version {
+                    Some(v) => comment_version(c).as_deref() == Some(v.as_str()),
+                    None => c == body,
+                };
+                if already.iter().any(|c| is_mine(c)) {
+                    info!(
+                        repo,
+                        issue = n,
+                        "the comment of this version is there already"
+                    );
+                } else {
+                    comment_once(tracker, repo, *n, body, &is_mine)
+                        .await
+                        .map_err(fail(format!("comment on #{n}")))?;
+                }
+            }
+            IssueAction::LogDelivery { number: n, body } => {
+                comment_once(tracker, repo, *n, body, &|c: &str| c == body)
                     .await
-                    .map_err(fail(format!("comment on #{n}")))?;
+                    .map_err(fail(format!("log a page on #{n}")))?;
             }
             IssueAction::UpdateBody { number: n, body } => {
                 pending_edit(&mut pending, *n).body = Some(body.clone());
@@ -193,7 +275,6 @@ pub async fn file_event<T: IssueTracker>(
             .list_by_label(repo, &label)
             .await
             .map_err(fail(format!("list issues labelled {label}")))?;
-        let key = event.key();
         if !listed.iter().any(|i| i.number == mine) {
             warn!(repo, issue = mine, "created issue not yet listed by label");
         }
@@ -226,6 +307,18 @@ pub async fn file_event<T: IssueTracker>(
         }
     }
 
+    if the_plan.settle {
+        // Concurrent copies (pages, accounts) may each have written the body from what they
+        // read: rebuild it from everything recorded (the copies' own issues and the page-log
+        // comments, which nobody overwrites) until a re-read shows it holds all of it.
+        if let Some(n) = settle(tracker, repo, &key, &label, event)
+            .await
+            .map_err(fail(format!("merge the pages of {}", event.arn)))?
+        {
+            number = Some(n);
+        }
+    }
+
     Ok(Filed {
         repo: repo.to_string(),
         number,
@@ -233,6 +326,117 @@ pub async fn file_event<T: IssueTracker>(
         duplicates_closed,
         plan: the_plan,
     })
+}
+
+/// Creates an issue once; after an unclear failure it looks for the key's issue by label
+/// before trying again. Returns the number and whether it was found rather than created.
+async fn create_once<T: IssueTracker>(
+    tracker: &T,
+    repo: &str,
+    key: &str,
+    label: &str,
+    draft: &IssueDraft,
+) -> Result<(u64, bool), TrackerError> {
+    let attempts = tracker.write_attempts().max(1);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match tracker.create_issue(repo, draft).await {
+            Ok(n) => return Ok((n, false)),
+            Err(err) if err.unclear && attempt < attempts => {
+                warn!(repo, attempt, error = %err, "create answered unclearly; looking before trying again");
+                tokio::time::sleep(tracker.write_pause(attempt)).await;
+                let listed = tracker.list_by_label(repo, label).await?;
+                if let Some(found) = issues_for_key(key, &listed).first() {
+                    return Ok((found.number, true));
+                }
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// Posts a comment once; after an unclear failure it looks for it (`is_mine`) before
+/// trying again.
+async fn comment_once<T: IssueTracker>(
+    tracker: &T,
+    repo: &str,
+    number: u64,
+    body: &str,
+    is_mine: &(dyn Fn(&str) -> bool + Sync),
+) -> Result<(), TrackerError> {
+    let attempts = tracker.write_attempts().max(1);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match tracker.comment(repo, number, body).await {
+            Ok(()) => return Ok(()),
+            Err(err) if err.unclear && attempt < attempts => {
+                warn!(repo, issue = number, attempt, error = %err, "comment answered unclearly; looking before trying again");
+                tokio::time::sleep(tracker.write_pause(attempt)).await;
+                let list = tracker.list_comments(repo, number).await?;
+                if list.iter().any(|c| is_mine(c)) {
+                    return Ok(());
+                }
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// Rebuilds the primary issue's body from every copy of its version (other issues of the
+/// key, page-log comments) until a fresh read shows it holds them all. Every write is a
+/// union of what was read, and every writer checks after its own write, so the last write
+/// holds everything any writer recorded.
+async fn settle<T: IssueTracker>(
+    tracker: &T,
+    repo: &str,
+    key: &str,
+    label: &str,
+    event: &HealthEvent,
+) -> Result<Option<u64>, TrackerError> {
+    for round in 0..SETTLE_ROUNDS {
+        let listed = tracker.list_by_label(repo, label).await?;
+        let mine = issues_for_key(key, &listed);
+        let Some(primary) = mine.first() else {
+            return Ok(None);
+        };
+        let Some(recorded) = primary.marker() else {
+            return Ok(Some(primary.number));
+        };
+        if recorded.version() != Some(event.last_updated) {
+            // A later version is there now; its own deliveries settle it.
+            return Ok(Some(primary.number));
+        }
+        let mut united = united_state(key, &recorded, &mine[1..]);
+        for body in tracker.list_comments(repo, primary.number).await? {
+            if let Some(logged) = page_log_state(&body)
+                && logged.key == key
+                && logged.v == recorded.v
+            {
+                union_states(&mut united, &logged);
+            }
+        }
+        if united == recorded {
+            return Ok(Some(primary.number));
+        }
+        info!(
+            repo,
+            issue = primary.number,
+            round,
+            "uniting the pages of one event"
+        );
+        let edit = IssueEdit {
+            body: Some(render_body(event, &united)),
+            ..IssueEdit::default()
+        };
+        tracker.edit_issue(repo, primary.number, &edit).await?;
+    }
+    warn!(
+        repo,
+        "the body kept changing under concurrent writers; the next delivery completes it"
+    );
+    Ok(None)
 }
 
 fn pending_edit(pending: &mut Option<(u64, IssueEdit)>, number: u64) -> &mut IssueEdit {
@@ -290,9 +494,25 @@ struct MemoryState {
     issues: Vec<(String, Vec<String>, ExistingIssue)>,
     comments: Vec<(u64, String)>,
     requests: usize,
+    /// Creates and comments still to be applied and then answered with an unclear error.
+    applied_then_fail: u32,
 }
 
 impl MemoryTracker {
+    /// The next `n` creates or comments are applied and then answered with an unclear
+    /// error, as GitHub answering 502 for a write it carried out.
+    pub fn apply_then_fail(&self, n: u32) {
+        self.lock().applied_then_fail = n;
+    }
+
+    fn unclear_after_apply(s: &mut MemoryState) -> Result<(), TrackerError> {
+        if s.applied_then_fail > 0 {
+            s.applied_then_fail -= 1;
+            return Err(TrackerError::unclear("502 Bad Gateway (applied)"));
+        }
+        Ok(())
+    }
+
     /// Number of calls made so far.
     pub fn requests(&self) -> usize {
         self.lock().requests
@@ -350,6 +570,28 @@ impl IssueTracker for MemoryTracker {
             .collect())
     }
 
+    async fn list_comments(&self, repo: &str, number: u64) -> Result<Vec<String>, TrackerError> {
+        yield_once().await;
+        let mut s = self.lock();
+        s.requests += 1;
+        if !s
+            .issues
+            .iter()
+            .any(|(r, _, i)| r == repo && i.number == number)
+        {
+            return Err(TrackerError::new(format!("no issue #{number}")));
+        }
+        Ok(s.comments
+            .iter()
+            .filter(|(n, _)| *n == number)
+            .map(|(_, c)| c.clone())
+            .collect())
+    }
+
+    fn write_pause(&self, _attempt: u32) -> Duration {
+        Duration::ZERO
+    }
+
     async fn create_issue(&self, repo: &str, draft: &IssueDraft) -> Result<u64, TrackerError> {
         yield_once().await;
         let mut s = self.lock();
@@ -366,6 +608,7 @@ impl IssueTracker for MemoryTracker {
                 body: draft.body.clone(),
             },
         ));
+        Self::unclear_after_apply(&mut s)?;
         Ok(number)
     }
 
@@ -381,7 +624,7 @@ impl IssueTracker for MemoryTracker {
             return Err(TrackerError::new(format!("no issue #{number}")));
         }
         s.comments.push((number, body.to_string()));
-        Ok(())
+        Self::unclear_after_apply(&mut s)
     }
 
     async fn edit_issue(
@@ -430,8 +673,7 @@ mod tests {
         Target {
             repo: "acme/ops".into(),
             labels: vec!["aws-health".into()],
-            assignees: vec![],
-            route: None,
+            ..Target::default()
         }
     }
 
@@ -454,14 +696,14 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(filed.outcome, "updated");
-        assert_eq!(t.requests(), 7);
+        assert_eq!(t.requests(), 8, "list, list comments, comment, edit");
         assert_eq!(t.comments().len(), 1);
 
         let filed = file_event(&t, &target(), &fixture("ec2_instance_retirement_closed"))
             .await
             .unwrap();
         assert_eq!(filed.outcome, "closed");
-        assert_eq!(t.requests(), 10);
+        assert_eq!(t.requests(), 12);
         let issues = t.issues("acme/ops");
         assert_eq!(issues.len(), 1);
         assert_eq!(issues[0].state, IssueOpenState::Closed);

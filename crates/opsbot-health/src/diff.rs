@@ -4,8 +4,11 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::event::{EventStatus, HealthEvent};
-use crate::render::{EntityState, IssueState, escape_text, human_time, rfc3339};
+use crate::event::{EventStatus, HealthEvent, OrgIssues};
+use crate::render::{
+    BODY_BUDGET, EntityState, IssueState, chars, console_link, cut_chars, escape_text, human_time,
+    rfc3339,
+};
 
 /// Entities listed by name in one comment line; the rest are counted.
 const MAX_LISTED: usize = 50;
@@ -56,33 +59,97 @@ pub enum Comparison {
     },
 }
 
-/// Compares the recorded `old` state with `event`.
-pub fn compare(old: &IssueState, event: &HealthEvent) -> Comparison {
+/// Adds what one page (or one account's copy) of the version on the issue brings to
+/// `state`: a union, so merging the same delivery twice changes nothing, and merging in any
+/// order gives the same state.
+pub fn merge_delivery(state: &mut IssueState, event: &HealthEvent) {
+    merge_entities(state, event);
+    if let Some((page, total)) = event.page {
+        if !state.pages.contains(&page) {
+            state.pages.push(page);
+            state.pages.sort_unstable();
+        }
+        state.tp = Some(state.tp.unwrap_or(0).max(total));
+    }
+    if !state.accounts.is_empty() {
+        state.merge_account(event);
+    }
+}
+
+/// Unions two states of the same version (two issues created at once for the pages of one
+/// event): entities, pages and accounts of both.
+pub fn union_states(into: &mut IssueState, other: &IssueState) {
+    for EntityState(value, status) in &other.entities {
+        match into.entities.iter_mut().find(|e| &e.0 == value) {
+            Some(existing) => {
+                if existing.1.is_none() {
+                    existing.1 = status.clone();
+                }
+            }
+            None => into
+                .entities
+                .push(EntityState(value.clone(), status.clone())),
+        }
+    }
+    into.more = into.more.max(other.more);
+    for p in &other.pages {
+        if !into.pages.contains(p) {
+            into.pages.push(*p);
+        }
+    }
+    into.pages.sort_unstable();
+    into.tp = into.tp.max(other.tp);
+    for a in &other.accounts {
+        if !into.accounts.contains(a) {
+            into.accounts.push(a.clone());
+        }
+    }
+    into.accounts.sort();
+    into.org |= other.org;
+    into.cap();
+}
+
+/// Compares the recorded `old` state with `event`, keyed as `grouping` says.
+pub fn compare(old: &IssueState, event: &HealthEvent, grouping: OrgIssues) -> Comparison {
     let old_version = old.version();
     if old_version.is_some_and(|v| event.last_updated < v) {
         return Comparison::Stale;
     }
     let same_version = old_version == Some(event.last_updated);
-    if let (true, Some((page, _))) = (same_version, event.page) {
-        if old.pages.contains(&page) {
+    let grouped = grouping == OrgIssues::PerEvent;
+    if same_version && (event.page.is_some() || grouped) {
+        // Another page, or another account's copy, of the version on the issue.
+        let mut state = old.clone();
+        if grouped && state.accounts.is_empty() {
+            state.merge_account(event);
+        }
+        merge_delivery(&mut state, event);
+        if &state == old {
             return Comparison::Same;
         }
-        let mut state = old.clone();
-        merge_entities(&mut state, event);
-        state.pages.push(page);
-        state.pages.sort_unstable();
         return Comparison::MorePages { state };
     }
 
-    let mut state = IssueState::from_event(event);
-    if event.page.is_some() {
-        // One page of a new version: earlier pages' entities still apply until AWS says
-        // otherwise, so merge instead of replacing.
+    let mut state = IssueState::from_event(event, grouping);
+    if event.page.is_some() || grouped {
+        // One page (or one account) of a new version: what earlier pages and accounts
+        // listed still applies until AWS says otherwise, so merge instead of replacing.
         state.entities = old.entities.clone();
         state.more = old.more;
+        if grouped {
+            let mine = std::mem::take(&mut state.accounts);
+            state.accounts = old.accounts.clone();
+            for a in mine {
+                if !state.accounts.contains(&a) {
+                    state.accounts.push(a);
+                }
+            }
+            state.accounts.sort();
+            state.org |= old.org;
+        }
         merge_entities(&mut state, event);
     }
-    let changes = changes(old, &state, event.page.is_none());
+    let changes = changes(old, &state, event.page.is_none() && !grouped);
     if same_version && changes.is_empty() {
         return Comparison::Same;
     }
@@ -193,14 +260,39 @@ fn entity_list(items: &[String]) -> String {
     text
 }
 
+/// Kind of the hidden marker that starts every update comment: `<!-- opsbot:health-update
+/// {"v":"<lastUpdatedTime>"} -->`. A retried invocation finds it and does not post again.
+pub const COMMENT_MARKER_KIND: &str = "health-update";
+
+/// What the comment marker records.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CommentMarker {
+    /// The version (`lastUpdatedTime`, RFC 3339) the comment announces.
+    pub v: String,
+}
+
+/// The version an update comment announces, when `body` is one of opsbot's.
+pub fn comment_version(body: &str) -> Option<String> {
+    opsbot_core::github::marker::find::<CommentMarker>(body, COMMENT_MARKER_KIND).map(|m| m.v)
+}
+
+/// Status changes of single entities listed one per line; the rest are counted.
+const MAX_STATUS_LINES: usize = 50;
+
 /// The comment posted for a later version: what changed, and the new description when it
-/// changed. Starts with a hidden `opsbot:health-update` marker naming the version.
+/// changed. Starts with a hidden `opsbot:health-update` marker naming the version, and
+/// always fits GitHub's 65,536 characters.
 pub fn render_comment(event: &HealthEvent, from_version: &str, changes: &[Change]) -> String {
     let mut c = String::new();
     let _ = writeln!(
         c,
-        "<!-- opsbot:health-update {{\"v\":\"{}\"}} -->",
-        rfc3339(event.last_updated)
+        "{}",
+        opsbot_core::github::marker::render(
+            COMMENT_MARKER_KIND,
+            &CommentMarker {
+                v: rfc3339(event.last_updated)
+            }
+        )
     );
     let verb = match changes.iter().find_map(|ch| match ch {
         Change::Status { from, to } => Some((from, to)),
@@ -219,7 +311,18 @@ pub fn render_comment(event: &HealthEvent, from_version: &str, changes: &[Change
     if changes.is_empty() {
         c.push_str("- Only the last-updated time changed.\n");
     }
+    let status_changes = changes
+        .iter()
+        .filter(|ch| matches!(ch, Change::EntityStatus { .. }))
+        .count();
+    let mut status_lines = 0usize;
     for change in changes {
+        if matches!(change, Change::EntityStatus { .. }) {
+            status_lines += 1;
+            if status_lines > MAX_STATUS_LINES {
+                continue;
+            }
+        }
         let line = match change {
             Change::Status { from, to } => format!("- Status: `{from}` → `{to}`"),
             Change::Start { from, to } => {
@@ -247,14 +350,33 @@ pub fn render_comment(event: &HealthEvent, from_version: &str, changes: &[Change
                 format!("- Affected entities: {from} → {to}")
             }
         };
+        let (line, _) = cut_chars(&line, 2_000);
         let _ = writeln!(c, "{line}");
     }
+    if status_changes > MAX_STATUS_LINES {
+        let _ = writeln!(
+            c,
+            "- …and {} more status changes of affected entities (see the issue body).",
+            status_changes - MAX_STATUS_LINES
+        );
+    }
     if changes.contains(&Change::Description) {
+        let text = escape_text(event.description.trim());
+        let room = BODY_BUDGET.saturating_sub(chars(&c) + 600);
+        let (shown, left) = cut_chars(&text, room);
         let _ = write!(
             c,
-            "\n<details><summary>Latest description</summary>\n\n{}\n\n</details>\n",
-            escape_text(event.description.trim())
+            "\n<details><summary>Latest description</summary>\n\n{shown}"
         );
+        if left > 0 {
+            let _ = write!(
+                c,
+                "\n\n_…and {left} more characters: the full text is in the AWS Health \
+                 Dashboard ([link]({}))._",
+                console_link(event)
+            );
+        }
+        c.push_str("\n\n</details>\n");
     }
     c
 }
@@ -279,26 +401,36 @@ mod tests {
     #[test]
     fn redelivery_is_same_and_older_is_stale() {
         let first = fixture("ec2_instance_retirement");
-        let state = IssueState::from_event(&first);
-        assert_eq!(compare(&state, &first), Comparison::Same);
+        let state = IssueState::from_event(&first, OrgIssues::PerAccount);
+        assert_eq!(
+            compare(&state, &first, OrgIssues::PerAccount),
+            Comparison::Same
+        );
         let update = fixture("ec2_instance_retirement_update");
-        let newer = IssueState::from_event(&update);
-        assert_eq!(compare(&newer, &first), Comparison::Stale);
+        let newer = IssueState::from_event(&update, OrgIssues::PerAccount);
+        assert_eq!(
+            compare(&newer, &first, OrgIssues::PerAccount),
+            Comparison::Stale
+        );
     }
 
     #[test]
     fn update_lists_every_change() {
-        let old = IssueState::from_event(&fixture("ec2_instance_retirement"));
+        let old =
+            IssueState::from_event(&fixture("ec2_instance_retirement"), OrgIssues::PerAccount);
         let update = fixture("ec2_instance_retirement_update");
         let Comparison::Changed {
             changes,
             state,
             from_version,
-        } = compare(&old, &update)
+        } = compare(&old, &update, OrgIssues::PerAccount)
         else {
             panic!("expected a change")
         };
-        assert_eq!(state, IssueState::from_event(&update));
+        assert_eq!(
+            state,
+            IssueState::from_event(&update, OrgIssues::PerAccount)
+        );
         assert_eq!(
             changes,
             vec![
@@ -321,13 +453,16 @@ mod tests {
 
     #[test]
     fn close_and_reopen_comments() {
-        let open = IssueState::from_event(&fixture("ec2_instance_retirement_update"));
+        let open = IssueState::from_event(
+            &fixture("ec2_instance_retirement_update"),
+            OrgIssues::PerAccount,
+        );
         let closed_event = fixture("ec2_instance_retirement_closed");
         let Comparison::Changed {
             changes,
             from_version,
             state,
-        } = compare(&open, &closed_event)
+        } = compare(&open, &closed_event, OrgIssues::PerAccount)
         else {
             panic!()
         };
@@ -340,7 +475,7 @@ mod tests {
             changes,
             from_version,
             ..
-        } = compare(&state, &reopened)
+        } = compare(&state, &reopened, OrgIssues::PerAccount)
         else {
             panic!()
         };
@@ -354,10 +489,11 @@ mod tests {
     #[test]
     fn only_last_updated_changed_still_comments() {
         let event = fixture("rds_maintenance");
-        let old = IssueState::from_event(&event);
+        let old = IssueState::from_event(&event, OrgIssues::PerAccount);
         let mut later = event.clone();
         later.last_updated += time::Duration::hours(1);
-        let Comparison::Changed { changes, .. } = compare(&old, &later) else {
+        let Comparison::Changed { changes, .. } = compare(&old, &later, OrgIssues::PerAccount)
+        else {
             panic!()
         };
         assert!(changes.is_empty());
@@ -368,24 +504,34 @@ mod tests {
     fn pages_merge_silently_and_redelivered_pages_are_same() {
         let mut page1 = fixture("rds_maintenance");
         page1.page = Some((1, 2));
-        let state = IssueState::from_event(&page1);
+        let state = IssueState::from_event(&page1, OrgIssues::PerAccount);
         assert_eq!(state.pages, vec![1]);
         let mut page2 = page1.clone();
         page2.page = Some((2, 2));
         page2.entities[0].value = "orders-staging".into();
-        let Comparison::MorePages { state: merged } = compare(&state, &page2) else {
+        let Comparison::MorePages { state: merged } =
+            compare(&state, &page2, OrgIssues::PerAccount)
+        else {
             panic!()
         };
         assert_eq!(merged.entities.len(), 4);
         assert_eq!(merged.pages, vec![1, 2]);
-        assert_eq!(compare(&merged, &page2), Comparison::Same);
-        assert_eq!(compare(&merged, &page1), Comparison::Same);
+        assert_eq!(
+            compare(&merged, &page2, OrgIssues::PerAccount),
+            Comparison::Same
+        );
+        assert_eq!(
+            compare(&merged, &page1, OrgIssues::PerAccount),
+            Comparison::Same
+        );
 
         // Page 1 of a later version does not report page 2's entities as removed.
         let mut next = page1.clone();
         next.last_updated += time::Duration::hours(1);
         next.entities.truncate(1);
-        let Comparison::Changed { changes, state, .. } = compare(&merged, &next) else {
+        let Comparison::Changed { changes, state, .. } =
+            compare(&merged, &next, OrgIssues::PerAccount)
+        else {
             panic!()
         };
         assert!(changes.is_empty(), "{changes:?}");

@@ -6,6 +6,29 @@
 //! redrive), or as a JSON array of any of these. [`parse_input`] unwraps all of them into
 //! [`HealthEvent`]s and reports every input it cannot use with the location of the problem
 //! (`Records[0].Sns.Message: detail.eventArn: missing field`), never dropping one silently.
+//! Replays are unwrapped too: a Lambda destination invocation record (`requestPayload`), an
+//! SQS record whose body is that record, and an SNS notification inside an SQS body
+//! (EventBridge → SNS → SQS without raw delivery).
+//!
+//! # The one key (every path uses it)
+//!
+//! [`issue_key`] is THE deduplication key of an event, for every path that files one:
+//! EventBridge in a member account, EventBridge in the management account (organizational
+//! view), `opsbot health reconcile` in either view, and replays. It is
+//! `sha256(eventArn | account)` where `account` is the affected account — the receiving
+//! account (envelope `account`) when the event names none — or empty when the
+//! configuration groups the organizational view per event ([`OrgIssues::PerEvent`]).
+//! Whoever builds a [`HealthEvent`] (the reconcile adapter too) must therefore fill
+//! `account` with the receiving account and `affected_account` with the member account
+//! the event is about, and never compute a key of their own:
+//!
+//! - account view (EventBridge, `DescribeEvents`): `account` = this account (STS
+//!   `GetCallerIdentity` or `--account` when the API names none), `affected_account` =
+//!   what the event says, or `None`;
+//! - organization APIs (`DescribeEventsForOrganization`, …): `account` = `None` (or the
+//!   management account), `affected_account` = the member account. An event is shown as
+//!   an organizational one exactly when [`HealthEvent::is_organizational`] holds: it names
+//!   an affected account other than the receiving one.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -81,6 +104,24 @@ impl fmt::Display for EventStatus {
     }
 }
 
+/// How issues of the organizational view are grouped (`health.organization_issues`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrgIssues {
+    /// One issue per (event, affected account): the default.
+    #[default]
+    PerAccount,
+    /// One issue per event, listing every affected account.
+    PerEvent,
+}
+
+/// THE deduplication key of `event` (see the module docs): hex SHA-256 of
+/// `eventArn|account`, `account` being the affected (else receiving) account, or empty when
+/// the organizational view is grouped per event. One key ↔ one GitHub issue.
+pub fn issue_key(event: &HealthEvent, grouping: OrgIssues) -> String {
+    event_key(&event.arn, event.key_account(grouping))
+}
+
 /// One resource the event affects (an instance id, a DB identifier, an ARN…).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AffectedEntity {
@@ -119,34 +160,63 @@ pub struct HealthEvent {
     pub metadata: BTreeMap<String, String>,
     /// `(page, totalPages)` when AWS split a large event over several deliveries.
     pub page: Option<(u32, u32)>,
+    /// `ACTION_REQUIRED`, `ACTION_MAY_BE_REQUIRED`, `INFORMATIONAL`… when AWS says.
+    pub actionability: Option<String>,
+    /// Who the event is for (`OPERATIONS`, `SECURITY`, `BILLING`…).
+    pub personas: Vec<String>,
 }
 
 impl HealthEvent {
-    /// The deduplication key: hex SHA-256 of `eventArn|affectedAccount` (empty account outside
-    /// the organizational view). One key ↔ one GitHub issue.
-    pub fn key(&self) -> String {
-        event_key(&self.arn, self.affected_account.as_deref())
+    /// The account the key is about: the affected account, else the receiving one
+    /// (`None` when the organizational view is grouped per event).
+    pub fn key_account(&self, grouping: OrgIssues) -> Option<&str> {
+        match grouping {
+            OrgIssues::PerAccount => self.shown_account(),
+            OrgIssues::PerEvent => None,
+        }
     }
 
-    /// The account shown on the issue: the affected account in the organizational view,
-    /// the receiving account otherwise.
+    /// The account shown on the issue: the affected account, else the receiving account.
     pub fn shown_account(&self) -> Option<&str> {
         self.affected_account.as_deref().or(self.account.as_deref())
     }
 
-    /// The region the event is about (`eventRegion`, `global` for global services).
+    /// The region the event is about: `eventRegion`, else the region the event ARN names
+    /// (`arn:aws:health:REGION::event/…`), else `global`.
     pub fn shown_region(&self) -> &str {
-        self.region.as_deref().unwrap_or("global")
+        self.region
+            .as_deref()
+            .or_else(|| arn_region(&self.arn))
+            .unwrap_or("global")
     }
 
-    /// True when the event came from the organizational view.
+    /// True when the event is about another account than the one that received it: it came
+    /// from the organization APIs or the management account's EventBridge. AWS's own
+    /// account-view events name `affectedAccount` equal to the envelope `account`.
     pub fn is_organizational(&self) -> bool {
-        self.affected_account.is_some()
+        match (&self.affected_account, &self.account) {
+            (Some(affected), Some(receiving)) => affected != receiving,
+            (Some(_), None) => true,
+            (None, _) => false,
+        }
     }
 }
 
-/// The deduplication key of an event ARN (+ affected account in the organizational view).
-pub fn event_key(arn: &str, affected_account: Option<&str>) -> String {
+/// `arn:PARTITION:health:REGION:…` → `REGION` (`None` when empty or `global`).
+pub fn arn_region(arn: &str) -> Option<&str> {
+    let mut parts = arn.split(':');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("arn"), Some(_), Some(_), Some(region))
+            if !region.is_empty() && !region.eq_ignore_ascii_case("global") =>
+        {
+            Some(region)
+        }
+        _ => None,
+    }
+}
+
+/// The hash behind [`issue_key`]: an event ARN and an account (or none).
+fn event_key(arn: &str, affected_account: Option<&str>) -> String {
     let mut hasher = Sha256::new();
     hasher.update(arn.as_bytes());
     hasher.update(b"|");
@@ -244,16 +314,67 @@ fn walk(value: &Value, location: &str, depth: usize, out: &mut ParsedInput) {
                 }
             }
         }
+        // A Lambda destination invocation record (on-failure destination, or that record
+        // read back from SQS): the original payload is `requestPayload`.
+        Value::Object(map)
+            if map.contains_key("requestPayload")
+                && (map.contains_key("requestContext") || map.contains_key("responsePayload")) =>
+        {
+            let inner_loc = format!("{location}.requestPayload");
+            match map.get("requestPayload") {
+                Some(Value::String(text)) => match serde_json::from_str::<Value>(text) {
+                    Ok(parsed) => walk(&parsed, &inner_loc, depth + 1, out),
+                    Err(err) => out.errors.push(InputError {
+                        location: inner_loc,
+                        reason: format!("not valid JSON: {err}"),
+                    }),
+                },
+                Some(inner) => walk(inner, &inner_loc, depth + 1, out),
+                None => {}
+            }
+        }
+        // An SNS notification as SNS hands it to SQS or HTTP (raw delivery off).
+        Value::Object(map)
+            if map.get("Type").and_then(Value::as_str) == Some("Notification")
+                && map.contains_key("Message") =>
+        {
+            let inner_loc = format!("{location}.Message");
+            match map.get("Message") {
+                Some(Value::String(text)) => match serde_json::from_str::<Value>(text) {
+                    Ok(parsed) => walk(&parsed, &inner_loc, depth + 1, out),
+                    Err(err) => out.errors.push(InputError {
+                        location: inner_loc,
+                        reason: format!("not valid JSON: {err}"),
+                    }),
+                },
+                Some(inner) => walk(inner, &inner_loc, depth + 1, out),
+                None => {}
+            }
+        }
         Value::Object(map) if map.contains_key("detail-type") || map.contains_key("source") => {
             match parse_eventbridge(value, location) {
                 Ok(event) => out.events.push(event),
                 Err(err) => out.errors.push(err),
             }
         }
+        Value::Object(map) if map.contains_key("DetailType") || map.contains_key("Source") => fail(
+            out,
+            "not a delivered AWS Health event: this is a PutEvents request entry \
+                 (DetailType, Source, Detail); EventBridge delivers events as `detail-type`, \
+                 `source` and `detail`"
+                .into(),
+        ),
+        Value::Object(map) if map.contains_key("eventArn") && map.contains_key("service") => fail(
+            out,
+            "not an AWS Health event: this is the `detail` of one without its EventBridge \
+             envelope (source, detail-type, account)"
+                .into(),
+        ),
         Value::Object(_) => fail(
             out,
             "not an AWS Health event: expected an EventBridge event (source, detail-type, \
-             detail), SNS or SQS records, or an array of those"
+             detail), SNS or SQS records, a Lambda destination record (requestPayload), or \
+             an array of those"
                 .into(),
         ),
         other => fail(
@@ -320,6 +441,10 @@ struct RawDetail {
     page: Option<u32>,
     #[serde(default, deserialize_with = "de_page")]
     total_pages: Option<u32>,
+    #[serde(default, deserialize_with = "de_text")]
+    actionability: Option<String>,
+    #[serde(default, deserialize_with = "de_list")]
+    personas: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -335,7 +460,9 @@ struct RawDescription {
 #[serde(rename_all = "camelCase")]
 struct RawEntity {
     entity_value: String,
-    #[serde(default)]
+    /// `status` in AWS's schema; some producers (and the Health API's SDK shape) say
+    /// `statusCode`.
+    #[serde(default, alias = "statusCode")]
     status: Option<String>,
     #[serde(default)]
     tags: Option<BTreeMap<String, Value>>,
@@ -364,6 +491,28 @@ fn de_time<'de, D: Deserializer<'de>>(de: D) -> Result<Option<OffsetDateTime>, D
     }
 }
 
+fn de_text<'de, D: Deserializer<'de>>(de: D) -> Result<Option<String>, D::Error> {
+    let value = Option::<Value>::deserialize(de)?;
+    Ok(match value {
+        None | Some(Value::Null) => None,
+        Some(other) => Some(value_text(&other)).filter(|t| !t.trim().is_empty()),
+    })
+}
+
+/// A list of strings, or one string (producers differ).
+fn de_list<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Error> {
+    let value = Option::<Value>::deserialize(de)?;
+    Ok(match value {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(value_text)
+            .filter(|t| !t.trim().is_empty())
+            .collect(),
+        Some(other) => vec![value_text(&other)],
+    })
+}
+
 fn de_page<'de, D: Deserializer<'de>>(de: D) -> Result<Option<u32>, D::Error> {
     let value = Option::<Value>::deserialize(de)?;
     match value {
@@ -387,12 +536,57 @@ fn de_page<'de, D: Deserializer<'de>>(de: D) -> Result<Option<u32>, D::Error> {
 
 /// Parses the time formats AWS Health uses: RFC 2822 with `GMT` in EventBridge events,
 /// RFC 3339 elsewhere.
+///
+/// The weekday is ignored: AWS's own samples carry weekdays that do not match the date
+/// (`Thu, 27 Jan 2026`), and the date is what counts. Single-digit days (`Fri, 3 Jun 2022`)
+/// are accepted.
 pub fn parse_time(text: &str) -> Option<OffsetDateTime> {
     let text = text.trim();
     OffsetDateTime::parse(text, &Rfc2822)
         .or_else(|_| OffsetDateTime::parse(text, &Rfc3339))
         .ok()
+        .or_else(|| parse_http_date_any_weekday(text))
         .map(|t| t.to_offset(time::UtcOffset::UTC))
+}
+
+/// `Www, D Mon YYYY HH:MM:SS GMT` with any (or no) weekday.
+fn parse_http_date_any_weekday(text: &str) -> Option<OffsetDateTime> {
+    let rest = match text.split_once(',') {
+        Some((weekday, rest)) if weekday.trim().chars().all(|c| c.is_ascii_alphabetic()) => rest,
+        _ => text,
+    };
+    let mut parts = rest.split_whitespace();
+    let day: u8 = parts.next()?.parse().ok()?;
+    let month = match parts.next()?.to_ascii_lowercase().as_str() {
+        "jan" => time::Month::January,
+        "feb" => time::Month::February,
+        "mar" => time::Month::March,
+        "apr" => time::Month::April,
+        "may" => time::Month::May,
+        "jun" => time::Month::June,
+        "jul" => time::Month::July,
+        "aug" => time::Month::August,
+        "sep" => time::Month::September,
+        "oct" => time::Month::October,
+        "nov" => time::Month::November,
+        "dec" => time::Month::December,
+        _ => return None,
+    };
+    let year: i32 = parts.next()?.parse().ok()?;
+    let mut hms = parts.next()?.split(':');
+    let (h, m, sec): (u8, u8, u8) = (
+        hms.next()?.parse().ok()?,
+        hms.next()?.parse().ok()?,
+        hms.next().unwrap_or("0").parse().ok()?,
+    );
+    match parts.next() {
+        None => {}
+        Some(zone) if matches!(zone, "GMT" | "UTC" | "Z" | "+0000") => {}
+        Some(_) => return None,
+    }
+    let date = time::Date::from_calendar_date(year, month, day).ok()?;
+    let clock = time::Time::from_hms(h, m, sec).ok()?;
+    Some(time::PrimitiveDateTime::new(date, clock).assume_utc())
 }
 
 fn value_text(value: &Value) -> String {
@@ -530,6 +724,8 @@ fn parse_eventbridge(value: &Value, location: &str) -> Result<HealthEvent, Input
         description,
         entities,
         affected_account: nonempty(d.affected_account),
+        actionability: d.actionability,
+        personas: d.personas,
         metadata: d
             .event_metadata
             .unwrap_or_default()
@@ -657,6 +853,84 @@ mod tests {
         assert_ne!(a, event_key("arn:1", Some("111111111111")));
         assert_ne!(a, event_key("arn:2", None));
         assert_eq!(a.len(), 64);
+    }
+
+    /// Finding 1: AWS's account-view events name `affectedAccount` = `account`; they are
+    /// account-view events and key like the management account's copy and like reconcile.
+    #[test]
+    fn one_key_for_every_path() {
+        let mut own = parse_input(&minimal()).events.remove(0);
+        own.affected_account = Some("123456789012".into());
+        assert!(!own.is_organizational());
+        // The same event as the management account (999…) receives it.
+        let mut mgmt = own.clone();
+        mgmt.account = Some("999999999999".into());
+        assert!(mgmt.is_organizational());
+        // Reconcile, account view: no affectedAccount, the account from STS/--account.
+        let mut rec_account = own.clone();
+        rec_account.affected_account = None;
+        assert!(!rec_account.is_organizational());
+        // Reconcile, organizational view: no receiving account, the member named.
+        let mut rec_org = own.clone();
+        rec_org.account = None;
+        assert!(rec_org.is_organizational());
+        for g in [OrgIssues::PerAccount, OrgIssues::PerEvent] {
+            let k = issue_key(&own, g);
+            for other in [&mgmt, &rec_account, &rec_org] {
+                assert_eq!(issue_key(other, g), k, "{g:?}");
+            }
+        }
+        let mut member2 = mgmt.clone();
+        member2.affected_account = Some("210987654321".into());
+        assert_ne!(
+            issue_key(&member2, OrgIssues::PerAccount),
+            issue_key(&mgmt, OrgIssues::PerAccount)
+        );
+        assert_eq!(
+            issue_key(&member2, OrgIssues::PerEvent),
+            issue_key(&mgmt, OrgIssues::PerEvent)
+        );
+    }
+
+    #[test]
+    fn replays_and_new_fields() {
+        // Lambda on-failure destination record, and the same read back from SQS.
+        let record = json!({
+            "version": "1.0",
+            "timestamp": "2023-01-27T01:43:25.000Z",
+            "requestContext": {"requestId": "r", "condition": "RetriesExhausted", "approximateInvokeCount": 3},
+            "requestPayload": minimal(),
+            "responseContext": {"statusCode": 200, "functionError": "Unhandled"},
+            "responsePayload": {"errorMessage": "x"}
+        });
+        assert_eq!(parse_input(&record).events.len(), 1);
+        let sqs = json!({"Records": [{"messageId": "m", "body": record.to_string()}]});
+        let parsed = parse_input(&sqs);
+        assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+        assert_eq!(parsed.events.len(), 1);
+        // EventBridge → SNS → SQS without raw delivery.
+        let note =
+            json!({"Type": "Notification", "MessageId": "x", "Message": minimal().to_string()});
+        let sqs = json!({"Records": [{"messageId": "m", "body": note.to_string()}]});
+        assert_eq!(parse_input(&sqs).events.len(), 1);
+
+        let mut e = minimal();
+        e["detail"].as_object_mut().unwrap().remove("eventRegion");
+        e["detail"]["actionability"] = json!("ACTION_REQUIRED");
+        e["detail"]["personas"] = json!(["OPERATIONS", "SECURITY"]);
+        e["detail"]["affectedEntities"] = json!([{"entityValue": "i-1", "statusCode": "IMPAIRED"}]);
+        e["detail"]["startTime"] = json!("Thu, 27 Jan 2026 13:44:13 GMT");
+        e["detail"]["lastUpdatedTime"] = json!("Fri, 3 Jun 2022 01:02:03 GMT");
+        let parsed = parse_input(&e);
+        assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+        let ev = &parsed.events[0];
+        assert_eq!(ev.shown_region(), "us-east-1", "from the ARN");
+        assert_eq!(ev.actionability.as_deref(), Some("ACTION_REQUIRED"));
+        assert_eq!(ev.personas, ["OPERATIONS", "SECURITY"]);
+        assert_eq!(ev.entities[0].status.as_deref(), Some("IMPAIRED"));
+        assert_eq!(ev.start_time.unwrap().unix_timestamp(), 1_769_521_453);
+        assert_eq!(ev.last_updated.unix_timestamp(), 1_654_218_123);
+        assert_eq!(arn_region("arn:aws:health:global::event/X"), None);
     }
 
     #[test]

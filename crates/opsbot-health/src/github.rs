@@ -1,9 +1,17 @@
 //! The GitHub adapter: [`IssueTracker`] over opsbot-core's one GitHub client (auth, retries,
 //! pagination). Listing uses `GET /repos/{o}/{r}/issues?labels=health:<key>&state=all`, which
 //! is strongly consistent; the search API is never used to find an event's issue.
+//!
+//! Creates and comments are sent with a single attempt (the core client's policy, with
+//! `max_attempts = 1`): the caller ([`crate::apply`]) looks for the write before sending it
+//! again after an unclear answer. Reads and PATCHes (idempotent) use the full retry policy.
+//! Errors keep GitHub's own words (`422: Validation Failed: body is too long (maximum is
+//! 65536 characters)`).
+
+use std::time::Duration;
 
 use opsbot_core::github::models::{IssuePatch, IssueQuery, NewIssue};
-use opsbot_core::github::{GitHub, GitHubError, RepoRef};
+use opsbot_core::github::{GitHub, GitHubError, RepoRef, RetryPolicy};
 
 use crate::apply::{CloseReason, IssueEdit, IssueTracker, TrackerError};
 use crate::plan::{ExistingIssue, IssueOpenState};
@@ -13,11 +21,17 @@ use crate::render::IssueDraft;
 #[derive(Debug, Clone)]
 pub struct GitHubTracker {
     github: GitHub,
+    /// The same client with one attempt per call, for writes that are not idempotent.
+    once: GitHub,
 }
 
 impl GitHubTracker {
     pub fn new(github: GitHub) -> GitHubTracker {
-        GitHubTracker { github }
+        let once = github.with_retry(RetryPolicy {
+            max_attempts: 1,
+            ..github.retry_policy().clone()
+        });
+        GitHubTracker { github, once }
     }
 
     /// Requests sent so far (every attempt counts).
@@ -37,8 +51,15 @@ fn repo_ref(repo: &str) -> Result<RepoRef, TrackerError> {
 }
 
 fn tracker_error(err: GitHubError) -> TrackerError {
+    // No status (transport error, timeout) or a 5xx: GitHub may have carried it out.
+    let unclear = match &err {
+        GitHubError::Api { status, .. } => *status >= 500,
+        GitHubError::Exhausted { last_status, .. } => last_status.is_none_or(|s| s >= 500),
+        _ => false,
+    };
     TrackerError {
         message: err.to_string(),
+        unclear,
         source: Some(Box::new(err)),
     }
 }
@@ -75,6 +96,27 @@ impl IssueTracker for GitHubTracker {
             .collect())
     }
 
+    async fn list_comments(&self, repo: &str, number: u64) -> Result<Vec<String>, TrackerError> {
+        let repo = repo_ref(repo)?;
+        let comments = self
+            .github
+            .list_comments(&repo, number)
+            .await
+            .map_err(tracker_error)?;
+        Ok(comments
+            .into_iter()
+            .map(|c| c.body.unwrap_or_default())
+            .collect())
+    }
+
+    fn write_attempts(&self) -> u32 {
+        self.github.retry_policy().max_attempts.max(1)
+    }
+
+    fn write_pause(&self, attempt: u32) -> Duration {
+        self.github.retry_policy().backoff(attempt, 0.5)
+    }
+
     async fn create_issue(&self, repo: &str, draft: &IssueDraft) -> Result<u64, TrackerError> {
         let repo = repo_ref(repo)?;
         let issue = NewIssue {
@@ -84,7 +126,7 @@ impl IssueTracker for GitHubTracker {
             assignees: draft.assignees.clone(),
         };
         let created = self
-            .github
+            .once
             .create_issue(&repo, &issue)
             .await
             .map_err(tracker_error)?;
@@ -93,7 +135,7 @@ impl IssueTracker for GitHubTracker {
 
     async fn comment(&self, repo: &str, number: u64, body: &str) -> Result<(), TrackerError> {
         let repo = repo_ref(repo)?;
-        self.github
+        self.once
             .create_comment(&repo, number, body)
             .await
             .map_err(tracker_error)?;

@@ -9,12 +9,15 @@ pub mod github;
 pub mod plan;
 pub mod reconcile;
 pub mod render;
+pub mod replay;
 pub mod route;
 pub mod service;
 pub mod sns;
 
 pub use apply::{IssueTracker, MemoryTracker, file_event};
-pub use event::{HealthEvent, InputError, ParsedInput, parse_input, parse_input_bytes};
+pub use event::{
+    HealthEvent, InputError, OrgIssues, ParsedInput, issue_key, parse_input, parse_input_bytes,
+};
 pub use plan::{ExistingIssue, IssueAction, IssuePlan, plan};
 pub use render::{IssueDraft, IssueState, key_label};
 pub use route::{HealthConfig, RouteDecision, Target};

@@ -6,13 +6,17 @@
 //!   (open or closed); every other one is a duplicate and is closed when open;
 //! - a version already recorded, or an older one, changes nothing (redeliveries are no-ops);
 //! - a later version posts exactly one comment and rewrites the body; `closed` closes the
-//!   issue, a closed → open/upcoming transition reopens it.
+//!   issue, a closed → open/upcoming transition reopens it;
+//! - the entities (pages, accounts) of one version are a union over every issue and page
+//!   log of the key: converging never picks one copy over another.
+//!
+//! The key is [`crate::event::issue_key`] (through [`Target::key`]): the one key function.
 
 use serde::Serialize;
 
-use crate::diff::{Comparison, compare, render_comment};
+use crate::diff::{Comparison, compare, render_comment, union_states};
 use crate::event::HealthEvent;
-use crate::render::{IssueDraft, IssueState, render_body, render_issue};
+use crate::render::{IssueDraft, IssueState, render_body, render_issue, render_page_log};
 use crate::route::Target;
 
 /// Whether a GitHub issue is open.
@@ -49,7 +53,16 @@ pub enum IssueAction {
         draft: IssueDraft,
         then_close: bool,
     },
+    /// Post a comment, unless one with the same marker is there already (`version`: the
+    /// update comment of that version; `None`: a comment with the same text).
     Comment {
+        number: u64,
+        body: String,
+        version: Option<String>,
+    },
+    /// Append what this page (or account) brings to the issue's page log, a comment that
+    /// concurrent writers cannot overwrite; the body is then rebuilt from the log.
+    LogDelivery {
         number: u64,
         body: String,
     },
@@ -81,6 +94,9 @@ pub struct IssuePlan {
     /// The issue the event lives in, when one exists already.
     pub primary: Option<u64>,
     pub actions: Vec<IssueAction>,
+    /// Rebuild the body from every copy and page log of this version after acting, until
+    /// it holds them all (paged events and per-event grouping).
+    pub settle: bool,
 }
 
 impl IssuePlan {
@@ -142,24 +158,43 @@ pub fn converge(key: &str, issues: &[ExistingIssue]) -> Vec<IssueAction> {
         .collect()
 }
 
+/// The state of `primary` united with the other issues of the key that record the same
+/// version (copies created at once for the pages of one event).
+pub fn united_state(key: &str, primary: &IssueState, others: &[&ExistingIssue]) -> IssueState {
+    let mut united = primary.clone();
+    for other in others {
+        if let Some(m) = other.marker()
+            && m.key == key
+            && m.v == primary.v
+        {
+            union_states(&mut united, &m);
+        }
+    }
+    united
+}
+
 /// Decides what to do for `event` given the issues listed under its key label.
 pub fn plan(event: &HealthEvent, target: &Target, existing: &[ExistingIssue]) -> IssuePlan {
-    let key = event.key();
+    let key = target.key(event);
+    let grouping = target.grouping;
     let mut actions = converge(&key, existing);
     let mine = issues_for_key(&key, existing);
+    let merging = event.page.is_some() || grouping == crate::event::OrgIssues::PerEvent;
     let mut out = IssuePlan {
         key: key.clone(),
         repo: target.repo.clone(),
         primary: mine.first().map(|i| i.number),
         actions: Vec::new(),
+        settle: false,
     };
 
     let Some(primary) = mine.first() else {
-        let state = IssueState::from_event(event);
+        let state = IssueState::from_event(event, grouping);
         out.actions.push(IssueAction::Create {
             draft: render_issue(event, &state, target),
             then_close: event.status.is_closed(),
         });
+        out.settle = merging;
         return out;
     };
     let number = primary.number;
@@ -168,46 +203,65 @@ pub fn plan(event: &HealthEvent, target: &Target, existing: &[ExistingIssue]) ->
     match primary.marker() {
         None => {
             // The marker was edited away: restore it from this delivery, without a comment.
-            let state = IssueState::from_event(event);
+            let state = IssueState::from_event(event, grouping);
             actions.push(IssueAction::UpdateBody {
                 number,
                 body: render_body(event, &state),
             });
         }
-        Some(old) => match compare(&old, event) {
-            Comparison::Same => actions.push(IssueAction::Noop {
-                reason: format!("#{number} already shows version {}", old.v),
-            }),
-            Comparison::Stale => actions.push(IssueAction::Noop {
-                reason: format!(
-                    "delivered version is older than version {} on #{number}",
-                    old.v
-                ),
-            }),
-            Comparison::MorePages { state } => actions.push(IssueAction::UpdateBody {
-                number,
-                body: render_body(event, &state),
-            }),
-            Comparison::Changed {
-                from_version,
-                changes,
-                state,
-            } => {
-                actions.push(IssueAction::Comment {
-                    number,
-                    body: render_comment(event, &from_version, &changes),
-                });
-                actions.push(IssueAction::UpdateBody {
-                    number,
-                    body: render_body(event, &state),
-                });
-                if event.status.is_closed() && is_open {
-                    actions.push(IssueAction::Close { number });
-                } else if !event.status.is_closed() && old.status.is_closed() && !is_open {
-                    actions.push(IssueAction::Reopen { number });
+        Some(recorded) => {
+            let old = united_state(&key, &recorded, &mine[1..]);
+            match compare(&old, event, grouping) {
+                Comparison::Same if old != recorded => {
+                    // Copies of this version hold more than the primary: converge unites them.
+                    actions.push(IssueAction::UpdateBody {
+                        number,
+                        body: render_body(event, &old),
+                    });
+                    out.settle = true;
+                }
+                Comparison::Same => actions.push(IssueAction::Noop {
+                    reason: format!("#{number} already shows version {}", old.v),
+                }),
+                Comparison::Stale => actions.push(IssueAction::Noop {
+                    reason: format!(
+                        "delivered version is older than version {} on #{number}",
+                        old.v
+                    ),
+                }),
+                Comparison::MorePages { state } => {
+                    actions.push(IssueAction::LogDelivery {
+                        number,
+                        body: render_page_log(event, &IssueState::from_event(event, grouping)),
+                    });
+                    actions.push(IssueAction::UpdateBody {
+                        number,
+                        body: render_body(event, &state),
+                    });
+                    out.settle = true;
+                }
+                Comparison::Changed {
+                    from_version,
+                    changes,
+                    state,
+                } => {
+                    actions.push(IssueAction::Comment {
+                        number,
+                        body: render_comment(event, &from_version, &changes),
+                        version: Some(state.v.clone()),
+                    });
+                    actions.push(IssueAction::UpdateBody {
+                        number,
+                        body: render_body(event, &state),
+                    });
+                    if event.status.is_closed() && is_open {
+                        actions.push(IssueAction::Close { number });
+                    } else if !event.status.is_closed() && old.status.is_closed() && !is_open {
+                        actions.push(IssueAction::Reopen { number });
+                    }
                 }
             }
-        },
+        }
     }
     out.actions = actions;
     out
@@ -218,6 +272,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use crate::event::OrgIssues;
     use crate::event::parse_input_bytes;
     use crate::render::key_label;
 
@@ -235,13 +290,16 @@ mod tests {
         Target {
             repo: "acme/ops".into(),
             labels: vec!["aws-health".into()],
-            assignees: vec![],
-            route: None,
+            ..Target::default()
         }
     }
 
     fn issue_for(event: &HealthEvent, number: u64, state: IssueOpenState) -> ExistingIssue {
-        let draft = render_issue(event, &IssueState::from_event(event), &target());
+        let draft = render_issue(
+            event,
+            &IssueState::from_event(event, OrgIssues::PerAccount),
+            &target(),
+        );
         ExistingIssue {
             number,
             state,
@@ -259,7 +317,7 @@ mod tests {
         let IssueAction::Create { draft, then_close } = &plan.actions[0] else {
             panic!()
         };
-        assert!(draft.labels.contains(&key_label(&event.key())));
+        assert!(draft.labels.contains(&key_label(&target().key(&event))));
         assert!(!then_close);
     }
 
@@ -319,7 +377,7 @@ mod tests {
             // Same short label, different full key: not ours.
             issue_for(&other, 3, IssueOpenState::Open),
         ];
-        let actions = converge(&event.key(), &existing);
+        let actions = converge(&target().key(&event), &existing);
         assert_eq!(
             actions,
             vec![IssueAction::CloseDuplicate {

@@ -8,6 +8,7 @@
 //! labels = ["aws-health"]           # on every issue (this is the default)
 //! assignees = []
 //! notify_new_issues = false         # SNS notice for each new issue (needs OPSBOT_SNS_TOPIC_ARN)
+//! organization_issues = "per_account"  # or "per_event": one issue listing affected accounts
 //! remind_days_before = 3            # reconcile reminds open scheduled changes (0: never)
 //!
 //! [[health.ignore]]                 # any matching entry drops the event
@@ -21,12 +22,16 @@
 //! assignees = ["dba-oncall"]
 //! ```
 //!
+//! Matchers: `accounts`, `services`, `event_types`, `categories`, `regions`,
+//! `actionability` (`ACTION_REQUIRED`…) and `personas` (`OPERATIONS`, `SECURITY`…; any of
+//! the event's personas may match).
+//!
 //! Every matcher field is a list of patterns (`*` matches any run of characters, comparison
 //! ignores case); an empty or absent list matches everything; all given fields must match.
 
 use serde::Deserialize;
 
-use crate::event::HealthEvent;
+use crate::event::{HealthEvent, OrgIssues};
 
 /// The `[health]` table of `opsbot.toml`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -44,6 +49,10 @@ pub struct HealthConfig {
     /// Publish a short SNS notice for each new issue (when `OPSBOT_SNS_TOPIC_ARN` is set).
     #[serde(default)]
     pub notify_new_issues: bool,
+    /// Organizational view: one issue per (event, account), or one per event listing the
+    /// affected accounts. Also decides the key ([`crate::event::issue_key`]).
+    #[serde(default)]
+    pub organization_issues: OrgIssues,
     /// `opsbot health reconcile` comments once on an open scheduled-change issue this many
     /// days before its `startTime` (0: no reminders).
     #[serde(default = "default_remind_days")]
@@ -61,6 +70,7 @@ impl Default for HealthConfig {
             labels: default_labels(),
             assignees: Vec::new(),
             notify_new_issues: false,
+            organization_issues: OrgIssues::default(),
             remind_days_before: default_remind_days(),
             routes: Vec::new(),
             ignore: Vec::new(),
@@ -90,6 +100,10 @@ pub struct Matcher {
     pub categories: Vec<String>,
     #[serde(default)]
     pub regions: Vec<String>,
+    #[serde(default)]
+    pub actionability: Vec<String>,
+    #[serde(default)]
+    pub personas: Vec<String>,
 }
 
 /// A routing rule: a matcher and where matching events go.
@@ -106,6 +120,10 @@ pub struct Route {
     pub categories: Vec<String>,
     #[serde(default)]
     pub regions: Vec<String>,
+    #[serde(default)]
+    pub actionability: Vec<String>,
+    #[serde(default)]
+    pub personas: Vec<String>,
     /// Target repository; the default target when absent.
     #[serde(default)]
     pub repo: Option<String>,
@@ -125,6 +143,8 @@ impl Route {
             event_types: self.event_types.clone(),
             categories: self.categories.clone(),
             regions: self.regions.clone(),
+            actionability: self.actionability.clone(),
+            personas: self.personas.clone(),
         }
     }
 }
@@ -228,6 +248,7 @@ impl HealthConfig {
             labels,
             assignees,
             route: route.map(|(i, _)| i),
+            grouping: self.organization_issues,
         })
     }
 }
@@ -251,13 +272,22 @@ pub fn is_repo(text: &str) -> bool {
 }
 
 /// Where and how an event is filed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Target {
     pub repo: String,
     pub labels: Vec<String>,
     pub assignees: Vec<String>,
     /// Index of the matching `[[health.routes]]` entry, if any.
     pub route: Option<usize>,
+    /// How the organizational view is grouped (`health.organization_issues`).
+    pub grouping: OrgIssues,
+}
+
+impl Target {
+    /// The key of `event` filed here ([`crate::event::issue_key`]).
+    pub fn key(&self, event: &HealthEvent) -> String {
+        crate::event::issue_key(event, self.grouping)
+    }
 }
 
 /// The routing outcome for one event.
@@ -282,6 +312,12 @@ impl Matcher {
             && any(&self.event_types, Some(&event.event_type_code))
             && any(&self.categories, Some(&event.category))
             && any(&self.regions, Some(event.shown_region()))
+            && any(&self.actionability, event.actionability.as_deref())
+            && (self.personas.is_empty()
+                || event
+                    .personas
+                    .iter()
+                    .any(|p| self.personas.iter().any(|pat| glob_match(pat, p))))
     }
 }
 
@@ -406,6 +442,26 @@ labels = ["org"]
             HealthConfig::from_toml("", "x").unwrap(),
             HealthConfig::default()
         );
+    }
+
+    #[test]
+    fn routes_match_actionability_and_personas() {
+        let config = HealthConfig::from_toml(
+            "[health]\nrepo = \"acme/ops\"\n\n[[health.routes]]\nactionability = [\"ACTION_REQUIRED\"]\npersonas = [\"security\"]\nrepo = \"acme/sec\"\n",
+            "opsbot.toml",
+        )
+        .unwrap();
+        let mut event = rds();
+        let repo = |e: &HealthEvent| match config.route(e, None) {
+            RouteDecision::File(t) => t.repo,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(repo(&event), "acme/ops");
+        event.actionability = Some("ACTION_REQUIRED".into());
+        event.personas = vec!["OPERATIONS".into()];
+        assert_eq!(repo(&event), "acme/ops", "persona must match too");
+        event.personas.push("SECURITY".into());
+        assert_eq!(repo(&event), "acme/sec");
     }
 
     #[test]

@@ -148,7 +148,7 @@ impl<T: IssueTracker, N: Notifier> HealthService<T, N> {
             let span = info_span!(
                 "health_event",
                 arn = event.arn.as_str(),
-                key = &event.key()[..12],
+                key = &crate::event::issue_key(event, self.config.organization_issues)[..12],
                 version = human_time(event.last_updated).as_str(),
                 status = event.status.as_str(),
             );
@@ -194,7 +194,7 @@ impl<T: IssueTracker, N: Notifier> HealthService<T, N> {
                 }
                 EventResult::Filed {
                     arn: event.arn.clone(),
-                    key: event.key(),
+                    key: filed.plan.key.clone(),
                     repo: filed.repo,
                     number: filed.number,
                     outcome: filed.outcome,
@@ -348,6 +348,9 @@ mod tests {
             _: &str,
         ) -> Result<Vec<ExistingIssue>, TrackerError> {
             Err(TrackerError::new("HTTP 502 Bad Gateway after 3 attempts"))
+        }
+        async fn list_comments(&self, _: &str, _: u64) -> Result<Vec<String>, TrackerError> {
+            Err(TrackerError::new("down"))
         }
         async fn create_issue(&self, _: &str, _: &IssueDraft) -> Result<u64, TrackerError> {
             Err(TrackerError::new("down"))

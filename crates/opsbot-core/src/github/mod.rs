@@ -232,6 +232,21 @@ impl GitHub {
         }
     }
 
+    /// The same identity with another retry policy: e.g. a single attempt for a write that
+    /// is not idempotent (a create GitHub applied but answered 502 for must not be sent
+    /// again blindly; the caller looks first).
+    pub fn with_retry(&self, retry: RetryPolicy) -> GitHub {
+        GitHub {
+            retry,
+            ..self.clone()
+        }
+    }
+
+    /// The retry policy of this client.
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.retry
+    }
+
     /// The API base URL this client talks to.
     pub fn api_url(&self) -> &str {
         &self.api_url
@@ -501,9 +516,35 @@ fn error_message(body: &[u8], status: u16) -> String {
     #[derive(serde::Deserialize)]
     struct Body {
         message: Option<String>,
+        #[serde(default)]
+        errors: Vec<serde_json::Value>,
     }
     match serde_json::from_slice::<Body>(body) {
-        Ok(Body { message: Some(m) }) => m,
+        // "Validation Failed" says little; GitHub's `errors[]` say what (and which field).
+        Ok(Body {
+            message: Some(m),
+            errors,
+        }) if !errors.is_empty() => {
+            let details: Vec<String> = errors
+                .iter()
+                .filter_map(|e| match e {
+                    serde_json::Value::String(s) => Some(s.clone()),
+                    serde_json::Value::Object(o) => o
+                        .get("message")
+                        .and_then(|m| m.as_str())
+                        .map(str::to_string)
+                        .or_else(|| {
+                            let get = |k: &str| o.get(k).and_then(|v| v.as_str()).unwrap_or("");
+                            Some(format!("{} {} {}", get("resource"), get("field"), get("code")))
+                        }),
+                    _ => None,
+                })
+                .collect();
+            format!("{m}: {}", details.join("; "))
+        }
+        Ok(Body {
+            message: Some(m), ..
+        }) => m,
         _ => {
             let text = String::from_utf8_lossy(body);
             let text = text.trim();
@@ -613,6 +654,13 @@ mod tests {
             "Not Found"
         );
         assert_eq!(error_message(b"", 502), "Bad Gateway");
+        assert_eq!(
+            error_message(
+                br#"{"message":"Validation Failed","errors":[{"resource":"Issue","code":"custom","field":"body","message":"body is too long (maximum is 65536 characters)"}]}"#,
+                422
+            ),
+            "Validation Failed: body is too long (maximum is 65536 characters)"
+        );
         assert_eq!(
             error_message(b"<html>oops</html>", 502),
             "<html>oops</html>"

@@ -36,6 +36,29 @@ pub enum HealthCommand {
     /// Find open and upcoming events of the last N days with the AWS Health API and file or
     /// update those whose issue is missing or out of date (missed deliveries).
     Reconcile(ReconcileArgs),
+    /// Drain a dead-letter queue (SQS): file every message through the Lambda's handler
+    /// and delete each one only once it is filed. Messages that fail stay in the queue.
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The queue URL (`https://sqs.REGION.amazonaws.com/ACCOUNT/NAME`): the Lambda's
+    /// on-failure destination, or the EventBridge target's DLQ.
+    #[arg(long, value_name = "URL")]
+    pub queue_url: String,
+
+    /// Stop after this many messages.
+    #[arg(long, value_name = "N")]
+    pub max_messages: Option<usize>,
+
+    /// Seconds a message stays hidden while it is filed; one that fails reappears after.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(i32).range(0..=43_200))]
+    pub visibility_timeout: i32,
+
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -92,7 +115,40 @@ pub async fn run(global: &GlobalArgs, args: HealthArgs) -> anyhow::Result<ExitCo
     match args.command {
         HealthCommand::Handle(args) => handle(config, args).await,
         HealthCommand::Reconcile(args) => reconcile(config, args).await,
+        HealthCommand::Replay(args) => replay(config, args).await,
     }
+}
+
+async fn replay(config: HealthConfig, args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    use opsbot_health::replay::{ReplayOptions, replay, sqs_client};
+    let service = live_service(config).await?;
+    let sqs = sqs_client(&args.queue_url).await;
+    let options = ReplayOptions {
+        max_messages: args.max_messages,
+        visibility_timeout_secs: args.visibility_timeout,
+    };
+    let json = args.json;
+    let report = replay(&service, &sqs, &args.queue_url, &options, |m| {
+        if !json {
+            let what = if m.deleted { "deleted" } else { "KEPT" };
+            eprintln!("opsbot: message {}: {what}: {}", m.message_id, m.summary);
+        }
+    })
+    .await
+    .context("cannot replay the queue")?;
+    if json {
+        emit(&(serde_json::to_string_pretty(&report)? + "\n"))?;
+    } else {
+        emit(&format!(
+            "{} message(s) received, {} filed and deleted, {} kept in the queue\n",
+            report.received, report.deleted, report.kept
+        ))?;
+    }
+    Ok(if report.kept > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn default_repo() -> Option<String> {
@@ -213,7 +269,6 @@ impl DryRun {
         let e = &self.event;
         let mut item = serde_json::json!({
             "arn": e.arn,
-            "key": e.key(),
             "service": e.service,
             "event_type_code": e.event_type_code,
             "status": e.status.as_str(),
@@ -227,7 +282,9 @@ impl DryRun {
             RouteDecision::File(target) => {
                 item["decision"] = "file".into();
                 item["repo"] = target.repo.clone().into();
-                item["state"] = serde_json::to_value(IssueState::from_event(e)).unwrap_or_default();
+                item["key"] = target.key(e).into();
+                item["state"] = serde_json::to_value(IssueState::from_event(e, target.grouping))
+                    .unwrap_or_default();
                 if let Some(plan) = &self.plan {
                     item["actions"] = serde_json::to_value(&plan.actions).unwrap_or_default();
                 }

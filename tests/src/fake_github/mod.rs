@@ -15,6 +15,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod deliveries;
+mod releases;
 mod routes;
 pub mod seed;
 pub mod state;
@@ -465,6 +466,9 @@ fn respond(
             }
         }
     };
+    if let Some(resp) = releases::route(g, &caller, method, &segments, headers) {
+        return resp;
+    }
     routes::dispatch(g, &caller, method, &segments, &query, json_body)
 }
 

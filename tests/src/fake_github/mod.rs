@@ -5,7 +5,9 @@
 //! GitHub's has), git refs, blobs, trees, commits, contents, compare, pull requests,
 //! check runs, releases and App installation tokens (the App's RS256 JWT is verified
 //! against its public key). Tests can inject failures (the next N calls to a route answer
-//! 502, or 403 with `Retry-After`) and read back every request it received.
+//! 502, or 403 with `Retry-After`, or are carried out and then answered 502) and read back
+//! every request it received. Bodies over 65,536 characters are refused with GitHub's own
+//! 422 ([`limits`]).
 //!
 //! Fidelity notes: issues and pull requests share one number space and the issues list
 //! includes pull requests, as on GitHub; creating an issue with an unknown label creates
@@ -15,6 +17,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod deliveries;
+pub mod limits;
 mod releases;
 mod routes;
 pub mod seed;
@@ -420,13 +423,30 @@ fn respond(
     };
     let path = path.to_string();
 
-    // Injected failures come first, as a proxy in front of GitHub would answer.
+    // Injected failures come first, as a proxy in front of GitHub would answer; an
+    // `apply_first` rule lets GitHub carry the request out and then answers with it.
+    let mut applied_then: Option<FailureRule> = None;
     if let Some(rule) = g.failures.iter_mut().find(|r| {
         r.remaining > 0
             && path.contains(&r.path_contains)
             && r.method.as_deref().is_none_or(|m| m == method.as_str())
     }) {
         rule.remaining -= 1;
+        if rule.apply_first {
+            applied_then = Some(rule.clone());
+        } else {
+            return failure_response(rule);
+        }
+    }
+    let response = respond_for_real(g, method, uri, headers, body, &path);
+    match applied_then {
+        Some(rule) => failure_response(&rule),
+        None => response,
+    }
+}
+
+fn failure_response(rule: &FailureRule) -> Response {
+    {
         let mut resp = if rule.status == 502 {
             (StatusCode::BAD_GATEWAY, rule.message.clone()).into_response()
         } else {
@@ -440,9 +460,18 @@ fn respond(
         {
             resp.headers_mut().insert("retry-after", v);
         }
-        return resp;
+        resp
     }
+}
 
+fn respond_for_real(
+    g: &mut Inner,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+    path: &str,
+) -> Response {
     let caller = match authenticate(g, headers) {
         Ok(c) => c,
         Err(resp) => return resp,
@@ -466,6 +495,9 @@ fn respond(
             }
         }
     };
+    if let Some(refused) = limits::check_body(method, &segments, &json_body) {
+        return refused;
+    }
     if let Some(resp) = releases::route(g, &caller, method, &segments, headers) {
         return resp;
     }

@@ -25,6 +25,9 @@ pub struct FailureRule {
     pub status: u16,
     pub retry_after: Option<u64>,
     pub message: String,
+    /// Carry the request out first, then answer with the failure (a write GitHub applied
+    /// but answered 502 for, as its front end sometimes does).
+    pub apply_first: bool,
 }
 
 impl FailureRule {
@@ -37,6 +40,16 @@ impl FailureRule {
             status: 502,
             retry_after: None,
             message: "<html><body><h1>502 Bad Gateway</h1></body></html>".to_string(),
+            apply_first: false,
+        }
+    }
+
+    /// `count` requests whose path contains `path_contains` are carried out and then
+    /// answered 502: the write happened, the client cannot tell.
+    pub fn applied_then_bad_gateway(path_contains: &str, count: u32) -> Self {
+        FailureRule {
+            apply_first: true,
+            ..Self::bad_gateway(path_contains, count)
         }
     }
 
@@ -49,6 +62,7 @@ impl FailureRule {
             status: 403,
             retry_after: Some(secs),
             message: "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.".to_string(),
+            apply_first: false,
         }
     }
 

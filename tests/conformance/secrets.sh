@@ -20,6 +20,7 @@
 #
 # Fast edit loop for rule authors (nothing rebuilt):
 #   cargo run -q -p opsbot-scan --example check_rules -- rules   # examples, keyword warnings
+#   target/debug/examples/check_rules rules                       # same, no rebuild once built
 #   tests/conformance/secrets.sh --quick --rules-dir rules --family <family>
 # A rule that fails its own examples makes `--rules-dir` stop with the file, rule id and
 # problem (the same check as `cargo test -p opsbot-scan --test rules`).

@@ -13,6 +13,7 @@ use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use memchr::{memchr, memchr_iter, memmem, memrchr};
 
 use crate::finding::{Finding, fingerprint, mask, normalize_path, shannon_entropy};
+use crate::placeholder::is_run_placeholder;
 use crate::rule::{LazyRegex, Rule, RuleSet};
 
 /// Bytes before a keyword that a single-line window may reach back.
@@ -29,6 +30,7 @@ const ALLOW_MARKERS: [&[u8]; 2] = [b"opsbot:allow", b"gitleaks:allow"];
 pub struct Scanner {
     rules: Vec<Arc<Rule>>,
     global_allowlist: Vec<Arc<LazyRegex>>,
+    global_match_allowlist: Vec<Arc<LazyRegex>>,
     ac: Option<AhoCorasick>,
     /// Keyword pattern index → rules that use it.
     pattern_rules: Vec<Vec<u32>>,
@@ -105,10 +107,18 @@ struct Accepted {
 impl Scanner {
     /// Builds the keyword automaton. Regexes are compiled lazily.
     pub fn new(rules: &RuleSet) -> Self {
-        Self::from_parts(rules.rules.clone(), rules.global_allowlist.clone())
+        Self::from_parts(
+            rules.rules.clone(),
+            rules.global_allowlist.clone(),
+            rules.global_match_allowlist.clone(),
+        )
     }
 
-    fn from_parts(rules: Vec<Arc<Rule>>, global_allowlist: Vec<Arc<LazyRegex>>) -> Self {
+    fn from_parts(
+        rules: Vec<Arc<Rule>>,
+        global_allowlist: Vec<Arc<LazyRegex>>,
+        global_match_allowlist: Vec<Arc<LazyRegex>>,
+    ) -> Self {
         let mut patterns: Vec<String> = Vec::new();
         let mut pattern_rules: Vec<Vec<u32>> = Vec::new();
         for (ri, rule) in rules.iter().enumerate() {
@@ -147,6 +157,7 @@ impl Scanner {
         Scanner {
             rules,
             global_allowlist,
+            global_match_allowlist,
             ac,
             pattern_rules,
         }
@@ -155,7 +166,11 @@ impl Scanner {
     /// A scanner holding one rule of `set` (and the global allowlist), for checking examples.
     pub fn for_rule(set: &RuleSet, id: &str) -> Option<Self> {
         let rule = set.rules.iter().find(|r| r.id == id)?.clone();
-        Some(Self::from_parts(vec![rule], set.global_allowlist.clone()))
+        Some(Self::from_parts(
+            vec![rule],
+            set.global_allowlist.clone(),
+            set.global_match_allowlist.clone(),
+        ))
     }
 
     pub fn rules(&self) -> impl Iterator<Item = &Rule> {
@@ -418,11 +433,11 @@ impl Scanner {
                 {
                     continue;
                 }
-                if !rule.match_allowlist.is_empty()
-                    && let Some(whole) = caps.get(0)
+                if let Some(whole) = caps.get(0)
                     && rule
                         .match_allowlist
                         .iter()
+                        .chain(self.global_match_allowlist.iter().map(|a| a.as_ref()))
                         .any(|a| a.get().is_some_and(|r| r.is_match(whole.as_bytes())))
                 {
                     continue;
@@ -435,6 +450,7 @@ impl Scanner {
                         .global_allowlist
                         .iter()
                         .any(|a| a.get().is_some_and(|r| r.is_match(secret)))
+                    || is_run_placeholder(secret)
                 {
                     continue;
                 }

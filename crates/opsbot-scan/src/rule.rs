@@ -113,8 +113,12 @@ pub struct RuleSpec {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GlobalSpec {
+    /// Regexes tested against the secret of every rule.
     #[serde(default)]
     pub allowlist: Vec<String>,
+    /// Regexes tested against the whole match of every rule (context such as `@test.com`).
+    #[serde(default)]
+    pub match_allowlist: Vec<String>,
 }
 
 /// A whole rule file.
@@ -270,6 +274,7 @@ pub struct Rule {
 pub struct RuleSet {
     pub(crate) rules: Vec<Arc<Rule>>,
     pub(crate) global_allowlist: Vec<Arc<LazyRegex>>,
+    pub(crate) global_match_allowlist: Vec<Arc<LazyRegex>>,
     /// Where each rule id came from, to report duplicates.
     origin: HashMap<String, String>,
 }
@@ -328,6 +333,13 @@ impl RuleSet {
                     problem: format!("global allowlist entry {}: {p}", i + 1),
                 })?;
                 self.global_allowlist.push(Arc::new(re));
+            }
+            for (i, src) in global.match_allowlist.iter().enumerate() {
+                let (re, _) = LazyRegex::parse(src).map_err(|p| RuleError::File {
+                    file: file.to_owned(),
+                    problem: format!("global match_allowlist entry {}: {p}", i + 1),
+                })?;
+                self.global_match_allowlist.push(Arc::new(re));
             }
         }
         let first_new = self.rules.len();

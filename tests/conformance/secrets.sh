@@ -84,6 +84,7 @@ else
   fi
 fi
 [ -x "$BIN" ] || { echo "secrets.sh: $BIN is not executable" >&2; exit 2; }
+case "$BIN" in /*) ;; *) BIN="$(pwd)/$BIN" ;; esac
 if [ -n "$rules_dir" ]; then
   rules_dir="$(cd "$rules_dir" && pwd)"
 fi

@@ -341,7 +341,7 @@ mod tests {
         assert!(
             report
                 .summary
-                .contains("| `keys.txt` | 1 | `aws-access-key-id` | `AKIA…` |")
+                .contains("| `keys.txt` | 1 |  | `aws-access-key-id` | `AKIA…` |")
         );
     }
 

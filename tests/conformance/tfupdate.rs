@@ -162,12 +162,18 @@ fn main() -> ExitCode {
     println!("|---|---:|---:|---:|---:|");
     let (mut total, mut pass, mut deliberate, mut fail) = (0, 0, 0, 0);
     for (stem, outcomes) in &table {
-        let p = outcomes.iter().filter(|o| o.verdict == Verdict::Pass).count();
+        let p = outcomes
+            .iter()
+            .filter(|o| o.verdict == Verdict::Pass)
+            .count();
         let d = outcomes
             .iter()
             .filter(|o| o.verdict == Verdict::Deliberate)
             .count();
-        let f = outcomes.iter().filter(|o| o.verdict == Verdict::Fail).count();
+        let f = outcomes
+            .iter()
+            .filter(|o| o.verdict == Verdict::Fail)
+            .count();
         println!("| {stem} | {} | {p} | {d} | {f} |", outcomes.len());
         total += outcomes.len();
         pass += p;
@@ -405,7 +411,10 @@ async fn lock_setup(
             if !served.iter().any(|(a, v)| *a == short && *v == version)
                 && let Some((ns, name)) = short.split_once('/')
             {
-                let specs = platforms.iter().map(|p| PackageSpec::generated(p)).collect();
+                let specs = platforms
+                    .iter()
+                    .map(|p| PackageSpec::generated(p))
+                    .collect();
                 fake.add_provider_packages(ns, name, &version, specs, with_manifest_default);
                 served.push((short.clone(), version.clone()));
             }

@@ -56,7 +56,11 @@ impl Package {
             .iter()
             .map(|(name, data)| format!("{}  {name}\n", sha256_hex(data)))
             .collect();
-        lines.sort_by(|a, b| a.split_once("  ").map(|x| x.1).cmp(&b.split_once("  ").map(|x| x.1)));
+        lines.sort_by(|a, b| {
+            a.split_once("  ")
+                .map(|x| x.1)
+                .cmp(&b.split_once("  ").map(|x| x.1))
+        });
         use base64::Engine;
         Some(format!(
             "h1:{}",
@@ -145,7 +149,14 @@ impl Signer {
         let armored_public = public
             .to_armored_string(ArmorOptions::default())
             .expect("armor the public key");
-        let key_id = format!("{:X}", secret.fingerprint()).chars().rev().take(16).collect::<Vec<_>>().into_iter().rev().collect::<String>();
+        let key_id = format!("{:X}", secret.fingerprint())
+            .chars()
+            .rev()
+            .take(16)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<String>();
         Signer {
             secret,
             armored_public,
@@ -273,7 +284,10 @@ impl FakeRegistry {
     /// Adds a provider release built for `platforms` (`linux_amd64`, …), with a
     /// `_manifest.json` line in its `SHA256SUMS` as on registry.terraform.io.
     pub fn add_provider(&self, namespace: &str, name: &str, version: &str, platforms: &[&str]) {
-        let specs = platforms.iter().map(|p| PackageSpec::generated(p)).collect();
+        let specs = platforms
+            .iter()
+            .map(|p| PackageSpec::generated(p))
+            .collect();
         self.add_provider_packages(namespace, name, version, specs, true);
     }
 
@@ -352,7 +366,11 @@ impl FakeRegistry {
         let mut out: Vec<String> = v
             .packages
             .iter()
-            .filter(|p| platforms.iter().any(|want| *want == format!("{}_{}", p.os, p.arch)))
+            .filter(|p| {
+                platforms
+                    .iter()
+                    .any(|want| *want == format!("{}_{}", p.os, p.arch))
+            })
             .filter_map(Package::h1)
             .collect();
         out.extend(
@@ -608,9 +626,11 @@ async fn handle(
                     return not_found();
                 };
                 let mut doc = sums_doc(pv).into_bytes();
-                if s.bad_signatures
-                    .contains(&(ns.to_string(), name.to_string(), version.to_string()))
-                {
+                if s.bad_signatures.contains(&(
+                    ns.to_string(),
+                    name.to_string(),
+                    version.to_string(),
+                )) {
                     doc.extend_from_slice(b"tampered\n");
                 }
                 return signer.sign(&doc).into_response();

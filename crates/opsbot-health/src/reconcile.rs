@@ -1243,7 +1243,7 @@ mod tests {
         };
         let body = render_reminder(&e, &state, now);
         assert!(body.contains("starts in 24 hours"), "{body}");
-        assert!(already_reminded(&[body.clone()], &state));
+        assert!(already_reminded(std::slice::from_ref(&body), &state));
         let moved = ReminderState {
             start: rfc3339(now + time::Duration::days(2)),
             ..state

@@ -15,7 +15,9 @@ pub enum SignatureError {
     BadKey { index: usize, reason: String },
     #[error("the signature is not an OpenPGP detached signature: {0}")]
     BadSignature(String),
-    #[error("the signature was not made by any of the registry's {0} signing key(s) over this document")]
+    #[error(
+        "the signature was not made by any of the registry's {0} signing key(s) over this document"
+    )]
     Mismatch(usize),
 }
 

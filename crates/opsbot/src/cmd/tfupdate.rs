@@ -271,9 +271,7 @@ async fn run_command(global: &GlobalArgs, args: TfupdateArgs) -> anyhow::Result<
                     SourcePattern::regex(&a.source)
                         .with_context(|| format!("module source regex `{}`", a.source))?,
                 ),
-                other => anyhow::bail!(
-                    "--source-match-type `{other}`: expected `full` or `regex`"
-                ),
+                other => anyhow::bail!("--source-match-type `{other}`: expected `full` or `regex`"),
             };
             if a.source.trim().is_empty() {
                 anyhow::bail!("module source must not be empty");

@@ -51,6 +51,7 @@ pub fn run(cli: Cli) -> ExitCode {
         LogFormatArg::Json => opsbot_core::telemetry::LogFormat::Json,
     };
     let verbosity = match &cli.command {
+        #[cfg(feature = "tfupdate")]
         Command::Tfupdate(_) => tfupdate::log_verbosity(cli.global.verbose),
         _ => cli.global.verbose,
     };

@@ -35,6 +35,9 @@ struct Args {
     verbose: bool,
 }
 
+/// A further check of the files a case wrote (e.g. a lock entry's hashes).
+type ExtraCheck = Box<dyn Fn(&Path) -> Result<(), String> + Send>;
+
 fn parse_args() -> Result<Args, String> {
     let mut opsbot = std::env::var_os("OPSBOT_BIN").map(PathBuf::from);
     let mut corpus = None;
@@ -236,7 +239,7 @@ async fn run_case(opsbot: &Path, id: &str, case: &Value) -> Outcome {
         .collect();
     // Held for the run: the registries behind the HTTPS front.
     let mut _front = None;
-    let mut extra_check: Option<Box<dyn Fn(&Path) -> Result<(), String> + Send>> = None;
+    let mut extra_check: Option<ExtraCheck> = None;
     if case["op"]["command"] == "lock" {
         match lock_setup(case, &mut files, &mut expect).await {
             Ok((front, check)) => {

@@ -581,7 +581,7 @@ fn parse_http_date_any_weekday(text: &str) -> Option<OffsetDateTime> {
     );
     match parts.next() {
         None => {}
-        Some(zone) if matches!(zone, "GMT" | "UTC" | "Z" | "+0000") => {}
+        Some("GMT" | "UTC" | "Z" | "+0000") => {}
         Some(_) => return None,
     }
     let date = time::Date::from_calendar_date(year, month, day).ok()?;

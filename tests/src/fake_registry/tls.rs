@@ -57,7 +57,7 @@ impl TlsFront {
             .with_no_client_auth()
             .with_single_cert(
                 vec![cert_der],
-                rustls::pki_types::PrivateKeyDer::Pkcs8(key_der.into()),
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key_der),
             )
             .map_err(|e| e.to_string())?;
         let acceptor = TlsAcceptor::from(Arc::new(config));

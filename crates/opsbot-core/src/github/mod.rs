@@ -535,7 +535,12 @@ fn error_message(body: &[u8], status: u16) -> String {
                         .map(str::to_string)
                         .or_else(|| {
                             let get = |k: &str| o.get(k).and_then(|v| v.as_str()).unwrap_or("");
-                            Some(format!("{} {} {}", get("resource"), get("field"), get("code")))
+                            Some(format!(
+                                "{} {} {}",
+                                get("resource"),
+                                get("field"),
+                                get("code")
+                            ))
                         }),
                     _ => None,
                 })

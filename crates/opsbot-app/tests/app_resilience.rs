@@ -612,6 +612,14 @@ async fn a_restart_between_delivery_and_scan_is_recovered_by_redelivery() {
         )
         .await;
     assert_eq!(d.status_code, 202);
+    // Die while the token request is being held (not before it was sent: then the held
+    // answer would meet the next process instead).
+    eventually("the first token request", Duration::from_secs(10), || {
+        fake.requests()
+            .iter()
+            .any(|r| r.path.contains("/access_tokens"))
+    })
+    .await;
     server.abandon().await;
     assert!(fake.check_runs(REPO).is_empty());
 

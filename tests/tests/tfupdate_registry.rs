@@ -261,10 +261,16 @@ async fn lock_gets_verified_h1_and_zh_hashes_for_each_platform() {
         expected_h1("hashicorp", "aws", "5.70.0", "linux_amd64"),
         expected_h1("hashicorp", "aws", "5.70.0", "darwin_arm64"),
     ];
-    // zh: for every package in SHA256SUMS, windows included
+    // zh: for every package in SHA256SUMS, windows included, and (as Terraform writes
+    // it) for every other line of SHA256SUMS too: the `_manifest.json` one.
     for p in PLATFORMS {
         let pkg = reg.package("hashicorp", "aws", "5.70.0", p).unwrap();
         expected.push(format!("zh:{}", hex::encode(Sha256::digest(&pkg.zip))));
+    }
+    let sums = reg.sha256sums("hashicorp", "aws", "5.70.0").unwrap();
+    for line in sums.lines().filter(|l| l.ends_with("_manifest.json")) {
+        let hash = line.split_whitespace().next().unwrap();
+        expected.push(format!("zh:{hash}"));
     }
     expected.sort();
     assert_eq!(aws.hashes, expected);
@@ -274,7 +280,8 @@ async fn lock_gets_verified_h1_and_zh_hashes_for_each_platform() {
         .find(|e| e.address.ends_with("hashicorp/random"))
         .unwrap();
     assert_eq!(random.version.as_deref(), Some("3.6.3"));
-    assert_eq!(random.hashes.len(), 2 + PLATFORMS.len());
+    // two h1: (the lock's platforms), a zh: per package and one for the manifest line
+    assert_eq!(random.hashes.len(), 2 + PLATFORMS.len() + 1);
     // the untouched block and the comment are byte for byte the same
     assert!(text.contains(
         "# a comment kept as is\nprovider \"registry.terraform.io/hashicorp/unused\" {\n  version = \"1.0.0\"\n  hashes = [\n    \"h1:keep=\",\n  ]\n}\n"

@@ -74,8 +74,8 @@ impl RegistryArgs {
 
 #[derive(Debug, Args)]
 struct BumpArgs {
-    /// Version to set (default: the latest stable release), or a constraint written
-    /// as given (`"~> 1.0"`).
+    /// Version to set (default: the latest stable release). Constraint values such as
+    /// `"~> 1.0"` are not accepted yet.
     #[arg(short = 'v', long = "version", value_name = "VERSION")]
     version: Option<String>,
     /// Walk directories recursively (skipping .terraform/ and .git/).

@@ -345,6 +345,8 @@ pub struct Release {
     pub draft: bool,
     pub html_url: String,
     pub published_at: Option<String>,
+    /// The release notes (Markdown).
+    pub body: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]

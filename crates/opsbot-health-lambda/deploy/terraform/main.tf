@@ -124,7 +124,7 @@ data "aws_iam_policy_document" "dlq" {
     condition {
       test     = "ArnEquals"
       variable = "aws:SourceArn"
-      values   = [aws_cloudwatch_event_rule.health.arn]
+      values   = [module.rule.rule_arn]
     }
   }
 
@@ -298,11 +298,26 @@ resource "aws_lambda_function_event_invoke_config" "health" {
 
 # ---- the trigger -----------------------------------------------------------------------
 
-resource "aws_cloudwatch_event_rule" "health" {
-  name          = "${var.name}-events"
-  description   = "Every AWS Health event (and abuse event) to opsbot"
-  event_pattern = local.event_pattern
-  tags          = var.tags
+# The rule and its one target (the function, or the SNS events topic), with the same
+# retries and dead-letter handling as every forwarding rule: modules/forward, given this
+# module's DLQ (whose policy lets the rule send to it).
+module "rule" {
+  source = "./modules/forward"
+
+  name                     = var.name
+  rule_name                = "${var.name}-events"
+  rule_description         = "Every AWS Health event (and abuse event) to opsbot"
+  event_pattern            = local.event_pattern
+  target_id                = local.via_sns ? "opsbot-health-sns" : "opsbot-health-lambda"
+  target_arn               = local.via_sns ? aws_sns_topic.events[0].arn : aws_lambda_function.health.arn
+  create_dead_letter_queue = false
+  dead_letter_queue_arn    = aws_sqs_queue.dlq.arn
+  tags                     = var.tags
+}
+
+moved {
+  from = aws_cloudwatch_event_rule.health
+  to   = module.rule.aws_cloudwatch_event_rule.rule
 }
 
 # Forwarded events from modules/forward in other regions arrive on this region's default
@@ -344,29 +359,13 @@ resource "aws_iam_role_policy" "forward" {
   policy = data.aws_iam_policy_document.forward.json
 }
 
-resource "aws_cloudwatch_event_target" "lambda" {
-  count     = local.via_sns ? 0 : 1
-  rule      = aws_cloudwatch_event_rule.health.name
-  target_id = "opsbot-health-lambda"
-  arn       = aws_lambda_function.health.arn
-
-  retry_policy {
-    maximum_event_age_in_seconds = 86400
-    maximum_retry_attempts       = 185
-  }
-
-  dead_letter_config {
-    arn = aws_sqs_queue.dlq.arn
-  }
-}
-
 resource "aws_lambda_permission" "eventbridge" {
   count          = local.via_sns ? 0 : 1
   statement_id   = "AllowEventBridge"
   action         = "lambda:InvokeFunction"
   function_name  = aws_lambda_function.health.function_name
   principal      = "events.amazonaws.com"
-  source_arn     = aws_cloudwatch_event_rule.health.arn
+  source_arn     = module.rule.rule_arn
   source_account = data.aws_caller_identity.current.account_id
 }
 
@@ -434,7 +433,7 @@ data "aws_iam_policy_document" "events_topic" {
     condition {
       test     = "ArnEquals"
       variable = "aws:SourceArn"
-      values   = [aws_cloudwatch_event_rule.health.arn]
+      values   = [module.rule.rule_arn]
     }
   }
 }
@@ -443,22 +442,6 @@ resource "aws_sns_topic_policy" "events" {
   count  = local.via_sns ? 1 : 0
   arn    = aws_sns_topic.events[0].arn
   policy = data.aws_iam_policy_document.events_topic[0].json
-}
-
-resource "aws_cloudwatch_event_target" "sns" {
-  count     = local.via_sns ? 1 : 0
-  rule      = aws_cloudwatch_event_rule.health.name
-  target_id = "opsbot-health-sns"
-  arn       = aws_sns_topic.events[0].arn
-
-  retry_policy {
-    maximum_event_age_in_seconds = 86400
-    maximum_retry_attempts       = 185
-  }
-
-  dead_letter_config {
-    arn = aws_sqs_queue.dlq.arn
-  }
 }
 
 resource "aws_sns_topic_subscription" "lambda" {

@@ -10,7 +10,7 @@ output "function_arn" {
 
 output "event_rule_arn" {
   description = "The EventBridge rule on aws.health."
-  value       = aws_cloudwatch_event_rule.health.arn
+  value       = module.rule.rule_arn
 }
 
 output "alerts_topic_arn" {

@@ -48,25 +48,25 @@ module "opsbot_health" {
 }
 
 module "forward_eu_central_1" {
-  source               = "../../modules/forward"
-  providers            = { aws = aws.eu_central_1 }
-  target_event_bus_arn = module.opsbot_health.event_bus_arn
-  role_arn             = module.opsbot_health.forward_role_arn
-  event_pattern        = module.opsbot_health.event_pattern
+  source        = "../../modules/forward"
+  providers     = { aws = aws.eu_central_1 }
+  target_arn    = module.opsbot_health.event_bus_arn
+  role_arn      = module.opsbot_health.forward_role_arn
+  event_pattern = module.opsbot_health.event_pattern
 }
 
 module "forward_us_east_1" {
-  source               = "../../modules/forward"
-  providers            = { aws = aws.us_east_1 }
-  target_event_bus_arn = module.opsbot_health.event_bus_arn
-  role_arn             = module.opsbot_health.forward_role_arn
-  event_pattern        = module.opsbot_health.event_pattern
+  source        = "../../modules/forward"
+  providers     = { aws = aws.us_east_1 }
+  target_arn    = module.opsbot_health.event_bus_arn
+  role_arn      = module.opsbot_health.forward_role_arn
+  event_pattern = module.opsbot_health.event_pattern
 }
 
 module "forward_us_west_2" {
-  source               = "../../modules/forward"
-  providers            = { aws = aws.us_west_2 }
-  target_event_bus_arn = module.opsbot_health.event_bus_arn
-  role_arn             = module.opsbot_health.forward_role_arn
-  event_pattern        = module.opsbot_health.event_pattern
+  source        = "../../modules/forward"
+  providers     = { aws = aws.us_west_2 }
+  target_arn    = module.opsbot_health.event_bus_arn
+  role_arn      = module.opsbot_health.forward_role_arn
+  event_pattern = module.opsbot_health.event_pattern
 }

@@ -1,14 +1,16 @@
-# opsbot-health forwarder: in one more region, a rule on aws.health (the main module's
-# pattern) that puts every matching event on the main region's default event bus, where
-# the main module's rule hands it to the function. Deploy once per region, with a provider
-# for that region:
+# opsbot-health rule: an EventBridge rule on aws.health (the main module's pattern) with one
+# target, retried for 24 hours, and a dead-letter queue for what EventBridge could not
+# deliver. The main module uses it for its own rule (target: the function, or the SNS events
+# topic; its shared DLQ). Deployed alone in one more region, it forwards every matching
+# event to the main region's default event bus, where the main module's rule hands it to
+# the function. Once per region, with a provider for that region:
 #
 #   module "opsbot_health_forward_eu_west_1" {
-#     source               = ".../deploy/terraform/modules/forward"
-#     providers            = { aws = aws.eu_west_1 }
-#     target_event_bus_arn = module.opsbot_health.event_bus_arn
-#     role_arn             = module.opsbot_health.forward_role_arn
-#     event_pattern        = module.opsbot_health.event_pattern
+#     source        = ".../deploy/terraform/modules/forward"
+#     providers     = { aws = aws.eu_west_1 }
+#     target_arn    = module.opsbot_health.event_bus_arn
+#     role_arn      = module.opsbot_health.forward_role_arn
+#     event_pattern = module.opsbot_health.event_pattern
 #   }
 #
 # Events EventBridge cannot forward after its retries land in this region's dead-letter
@@ -16,14 +18,19 @@
 
 data "aws_region" "current" {}
 
-resource "aws_cloudwatch_event_rule" "forward" {
-  name          = "${var.name}-forward"
-  description   = "AWS Health events of ${data.aws_region.current.name} to the opsbot bus"
+locals {
+  dead_letter_queue_arn = var.create_dead_letter_queue ? aws_sqs_queue.dlq[0].arn : var.dead_letter_queue_arn
+}
+
+resource "aws_cloudwatch_event_rule" "rule" {
+  name          = coalesce(var.rule_name, "${var.name}-forward")
+  description   = coalesce(var.rule_description, "AWS Health events of ${data.aws_region.current.name} to the opsbot bus")
   event_pattern = var.event_pattern
   tags          = var.tags
 }
 
 resource "aws_sqs_queue" "dlq" {
+  count                     = var.create_dead_letter_queue ? 1 : 0
   name                      = "${var.name}-forward-dlq"
   message_retention_seconds = 1209600
   sqs_managed_sse_enabled   = true
@@ -31,10 +38,11 @@ resource "aws_sqs_queue" "dlq" {
 }
 
 data "aws_iam_policy_document" "dlq" {
+  count = var.create_dead_letter_queue ? 1 : 0
   statement {
     sid       = "EventBridgeForwardingFailures"
     actions   = ["sqs:SendMessage"]
-    resources = [aws_sqs_queue.dlq.arn]
+    resources = [aws_sqs_queue.dlq[0].arn]
     principals {
       type        = "Service"
       identifiers = ["events.amazonaws.com"]
@@ -42,20 +50,21 @@ data "aws_iam_policy_document" "dlq" {
     condition {
       test     = "ArnEquals"
       variable = "aws:SourceArn"
-      values   = [aws_cloudwatch_event_rule.forward.arn]
+      values   = [aws_cloudwatch_event_rule.rule.arn]
     }
   }
 }
 
 resource "aws_sqs_queue_policy" "dlq" {
-  queue_url = aws_sqs_queue.dlq.id
-  policy    = data.aws_iam_policy_document.dlq.json
+  count     = var.create_dead_letter_queue ? 1 : 0
+  queue_url = aws_sqs_queue.dlq[0].id
+  policy    = data.aws_iam_policy_document.dlq[0].json
 }
 
-resource "aws_cloudwatch_event_target" "bus" {
-  rule      = aws_cloudwatch_event_rule.forward.name
-  target_id = "opsbot-health-bus"
-  arn       = var.target_event_bus_arn
+resource "aws_cloudwatch_event_target" "target" {
+  rule      = aws_cloudwatch_event_rule.rule.name
+  target_id = var.target_id
+  arn       = var.target_arn
   role_arn  = var.role_arn
 
   retry_policy {
@@ -64,6 +73,24 @@ resource "aws_cloudwatch_event_target" "bus" {
   }
 
   dead_letter_config {
-    arn = aws_sqs_queue.dlq.arn
+    arn = local.dead_letter_queue_arn
   }
+
+  lifecycle {
+    precondition {
+      condition     = var.create_dead_letter_queue || var.dead_letter_queue_arn != null
+      error_message = "Give dead_letter_queue_arn when create_dead_letter_queue is false."
+    }
+  }
+}
+
+# The resources' names before this module also carried the main module's rule.
+moved {
+  from = aws_cloudwatch_event_rule.forward
+  to   = aws_cloudwatch_event_rule.rule
+}
+
+moved {
+  from = aws_cloudwatch_event_target.bus
+  to   = aws_cloudwatch_event_target.target
 }

@@ -287,25 +287,19 @@ impl GitHub {
                 Ok(resp) if (200..300).contains(&resp.status) => return Ok(resp),
                 Ok(resp) => {
                     let message = error_message(&resp.body, resp.status);
-                    let failure = Failure::Status {
-                        status: resp.status,
-                        retry_after: header_u64(&resp.headers, "retry-after"),
-                        remaining: header_u64(&resp.headers, "x-ratelimit-remaining"),
-                        reset: header_u64(&resp.headers, "x-ratelimit-reset"),
-                        says_rate_limited: message.to_ascii_lowercase().contains("rate limit")
-                            || message.to_ascii_lowercase().contains("abuse"),
-                    };
+                    let failure = Failure::from_status(
+                        resp.status,
+                        &message,
+                        header_u64(&resp.headers, "retry-after"),
+                        header_u64(&resp.headers, "x-ratelimit-remaining"),
+                        header_u64(&resp.headers, "x-ratelimit-reset"),
+                    );
                     (failure, message, Some(resp.status))
                 }
                 Err(AttemptError::Transport(message)) => (Failure::Transport, message, None),
+                // octocrab's own installation-token request: status and message only.
                 Err(AttemptError::Status { status, message }) => (
-                    Failure::Status {
-                        status,
-                        retry_after: None,
-                        remaining: None,
-                        reset: None,
-                        says_rate_limited: false,
-                    },
+                    Failure::from_status(status, &message, None, None, None),
                     message,
                     Some(status),
                 ),

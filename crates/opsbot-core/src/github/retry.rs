@@ -3,7 +3,9 @@
 //!
 //! Retried: transport errors and 5xx (exponential backoff with jitter), 429, and 403s that
 //! GitHub marks as rate limits (`Retry-After`, `x-ratelimit-remaining: 0` with
-//! `x-ratelimit-reset`, or a "secondary rate limit" message). Everything is bounded by a
+//! `x-ratelimit-reset`, or a "secondary rate limit" message — [`says_rate_limited`], read on
+//! every path, including octocrab's own installation-token request, which keeps no
+//! headers). Everything is bounded by a
 //! total time budget: a wait that would overrun it fails at once instead of sleeping.
 
 use std::time::Duration;
@@ -97,6 +99,34 @@ pub enum Failure {
         /// GitHub's message mentions a secondary rate limit / abuse detection.
         says_rate_limited: bool,
     },
+}
+
+/// Whether GitHub's error message says it is rate limiting (secondary rate limit, abuse
+/// detection). Applied to every error message, whichever path it came by: a 403 from
+/// octocrab's own installation-token request carries no headers, only these words.
+pub fn says_rate_limited(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("rate limit") || m.contains("abuse")
+}
+
+impl Failure {
+    /// A failure from an HTTP status, GitHub's message and the rate-limit headers
+    /// (`None` when the path that raised it kept none).
+    pub fn from_status(
+        status: u16,
+        message: &str,
+        retry_after: Option<u64>,
+        remaining: Option<u64>,
+        reset: Option<u64>,
+    ) -> Failure {
+        Failure::Status {
+            status,
+            retry_after,
+            remaining,
+            reset,
+            says_rate_limited: says_rate_limited(message),
+        }
+    }
 }
 
 /// The policy's answer for one failure.
@@ -256,6 +286,45 @@ mod tests {
         assert_eq!(
             decide(&p, &f, 1, Duration::ZERO, 1_000, 0.0),
             Decision::RetryAfter(Duration::from_secs(10))
+        );
+    }
+
+    #[test]
+    fn a_secondary_rate_limit_message_without_headers_is_retried() {
+        // As octocrab reports a 403 on POST /app/installations/{id}/access_tokens: the
+        // status and GitHub's message, no Retry-After.
+        let p = RetryPolicy::default();
+        let f = Failure::from_status(
+            403,
+            "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+            None,
+            None,
+            None,
+        );
+        assert!(f.is_rate_limit());
+        assert_eq!(
+            decide(&p, &f, 1, Duration::ZERO, 0, 0.0),
+            Decision::RetryAfter(Duration::from_millis(500))
+        );
+        let abuse = Failure::from_status(
+            403,
+            "You have triggered an abuse detection mechanism.",
+            None,
+            None,
+            None,
+        );
+        assert!(abuse.is_rate_limit());
+        // A plain 403 (no permission) stays final.
+        let denied = Failure::from_status(
+            403,
+            "Resource not accessible by integration",
+            None,
+            None,
+            None,
+        );
+        assert_eq!(
+            decide(&p, &denied, 1, Duration::ZERO, 0, 0.0),
+            Decision::GiveUp
         );
     }
 

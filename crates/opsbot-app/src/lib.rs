@@ -4,9 +4,14 @@
 //! one annotation per finding. Runs as a plain server or as a Lambda function URL.
 //!
 //! Pure parts: [`signature`], [`webhook`] (payloads → [`webhook::ScanJob`]), [`report`]
-//! (findings → check run output), [`dedup`]. I/O: [`worker`] (GitHub API) and [`server`].
+//! (findings → check run output), [`dedup`] (the delivery ledger port). I/O: [`worker`]
+//! (GitHub API), [`server`] (`opsbot app serve`), and on AWS [`lambda`] (ingest → SQS
+//! [`queue`] → worker, de-duplicated in DynamoDB by [`dynamodb`]).
 
 pub mod dedup;
+pub mod dynamodb;
+pub mod lambda;
+pub mod queue;
 pub mod redeliver;
 pub mod report;
 pub mod send_test;
@@ -126,7 +131,8 @@ pub fn webhook_secret_from_env() -> Result<SecretString, AppError> {
     webhook_secret_from(std::env::var(WEBHOOK_SECRET_ENV).ok())
 }
 
-fn webhook_secret_from(value: Option<String>) -> Result<SecretString, AppError> {
+/// The webhook secret from a looked-up value (required, non-empty).
+pub fn webhook_secret_from(value: Option<String>) -> Result<SecretString, AppError> {
     match value {
         Some(v) if !v.is_empty() => Ok(SecretString::from(v)),
         _ => Err(AppError::MissingWebhookSecret),

@@ -280,6 +280,7 @@ mod tests {
             secret: "AKIA…".into(),
             fingerprint: format!("fp{line}"),
             commit: None,
+            offset: None,
         }
     }
 

@@ -3,8 +3,9 @@
 //! Order of checks for a delivery: body size (over the limit → 413, read no further), the
 //! body itself within the body read timeout (too slow → 408; cut short → 400), the
 //! `X-Hub-Signature-256` HMAC over the raw bytes (missing or wrong → 401, nothing parsed),
-//! then the JSON. A scan request already seen (same `X-GitHub-Delivery`) answers 200
-//! `duplicate` and does nothing.
+//! then the JSON. A scan request already seen (same `X-GitHub-Delivery`, claimed in the
+//! [`DeliveryLedger`]: in memory, or DynamoDB shared by replicas) answers 200 `duplicate`
+//! and does nothing.
 //!
 //! **Bounded admission.** At most `max_concurrent_scans` scans run and at most
 //! `queue_capacity` more wait. A delivery that finds no room is answered 503 with
@@ -45,7 +46,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::dedup::DeliveryLog;
+use crate::dedup::{Claim, DeliveryLedger, DeliveryLog, MemoryLedger};
 use crate::redeliver::{RedeliverySettings, Sweeper};
 use crate::signature;
 use crate::webhook::{self, Route, ScanJob};
@@ -110,6 +111,9 @@ pub struct AppConfig {
     pub retry_after: Duration,
     /// The periodic redelivery sweep (`None`: off).
     pub redelivery: Option<RedeliverySettings>,
+    /// How long a delivery claim in a shared ledger outlives a crashed server (the
+    /// in-memory ledger ignores it).
+    pub claim_lease: Duration,
 }
 
 impl AppConfig {
@@ -124,6 +128,7 @@ impl AppConfig {
             shutdown_deadline: Duration::from_secs(20),
             retry_after: Duration::from_secs(60),
             redelivery: None,
+            claim_lease: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -152,7 +157,8 @@ pub struct Stats {
 struct Inner {
     config: AppConfig,
     worker: Worker,
-    deliveries: Mutex<DeliveryLog>,
+    /// Delivery ids claimed once (in memory by default; DynamoDB for replicas).
+    ledger: Arc<dyn DeliveryLedger>,
     /// Deliveries whose job finished here (the sweep need not look them up).
     finished: Mutex<DeliveryLog>,
     tracker: TaskTracker,
@@ -185,7 +191,18 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
+    /// With the in-memory delivery ledger (one process).
     pub fn new(config: AppConfig, worker: Worker) -> Self {
+        Self::with_ledger(
+            config,
+            worker,
+            Arc::new(MemoryLedger::new(DELIVERY_LOG_CAPACITY)),
+        )
+    }
+
+    /// With another delivery ledger (e.g. [`crate::dynamodb::DynamoLedger`], shared by
+    /// replicas, so a delivery is scanned once whichever replica gets it).
+    pub fn with_ledger(config: AppConfig, worker: Worker, ledger: Arc<dyn DeliveryLedger>) -> Self {
         let slots = config.max_concurrent_scans.max(1);
         let admission = Arc::new(Semaphore::new(slots + config.queue_capacity));
         AppState {
@@ -194,7 +211,7 @@ impl AppState {
                 admission,
                 config,
                 worker,
-                deliveries: Mutex::new(DeliveryLog::new(DELIVERY_LOG_CAPACITY)),
+                ledger,
                 finished: Mutex::new(DeliveryLog::new(DELIVERY_LOG_CAPACITY)),
                 tracker: TaskTracker::new(),
                 queued: AtomicUsize::new(0),
@@ -233,8 +250,20 @@ impl AppState {
         lock(&self.inner.finished).contains(guid)
     }
 
-    fn deliveries(&self) -> std::sync::MutexGuard<'_, DeliveryLog> {
-        lock(&self.inner.deliveries)
+    /// Records a finished job (here and in the ledger).
+    async fn completed(&self, delivery: &str) {
+        lock(&self.inner.finished).first_time(delivery);
+        if let Err(err) = self.inner.ledger.complete(delivery).await {
+            warn!(%delivery, error = %err, "cannot mark the delivery done in the ledger");
+        }
+    }
+
+    /// Releases a claim whose scan will not run (or did not finish), so a redelivery
+    /// runs it; a ledger error is logged (a durable claim then lapses with its lease).
+    async fn release(&self, delivery: &str) {
+        if let Err(err) = self.inner.ledger.release(delivery).await {
+            warn!(%delivery, error = %err, "cannot release the delivery claim");
+        }
     }
 
     /// Runs the shutdown sequence on the scans: stop starting queued ones, let running ones
@@ -700,13 +729,25 @@ async fn webhook(State(state): State<AppState>, request: Request) -> Response {
     drop(body);
 
     // 5. Once per delivery.
-    if !state.deliveries().first_time(&delivery) {
-        state.stats().duplicates.fetch_add(1, Ordering::Relaxed);
-        info!(%delivery, %event, "duplicate delivery ignored");
-        return answer(
-            StatusCode::OK,
-            json!({ "status": "duplicate", "delivery": delivery }),
-        );
+    match state
+        .inner
+        .ledger
+        .claim(&delivery, state.inner.config.claim_lease)
+        .await
+    {
+        Ok(Claim::Acquired) => {}
+        Ok(Claim::Done | Claim::InProgress) => {
+            state.stats().duplicates.fetch_add(1, Ordering::Relaxed);
+            info!(%delivery, %event, "duplicate delivery ignored");
+            return answer(
+                StatusCode::OK,
+                json!({ "status": "duplicate", "delivery": delivery }),
+            );
+        }
+        Err(err) => {
+            warn!(%delivery, error = %err, "delivery ledger unavailable: 503");
+            return busy(&state, "the delivery ledger is unavailable");
+        }
     }
     let span = info_span!("scan", %delivery, %event, repo = %job.repo, sha = %job.head_sha);
 
@@ -714,11 +755,11 @@ async fn webhook(State(state): State<AppState>, request: Request) -> Response {
         Mode::Background => {
             // 6. Room for it, or 503 (GitHub marks the delivery failed; the sweep redelivers).
             if state.inner.stop.is_cancelled() {
-                state.deliveries().forget(&delivery);
+                state.release(&delivery).await;
                 return busy(&state, "shutting down");
             }
             let Ok(admitted) = state.inner.admission.clone().try_acquire_owned() else {
-                state.deliveries().forget(&delivery);
+                state.release(&delivery).await;
                 debug!(%delivery, "queue full: 503");
                 return busy(&state, "the scan queue is full");
             };
@@ -782,23 +823,23 @@ async fn run_job(state: &AppState, job: &ScanJob) -> Option<&'static str> {
     match inner.worker.run_cancellable(job, &inner.kill).await {
         Ok(JobOutcome::Reported(report)) => {
             inner.stats.completed.fetch_add(1, Ordering::Relaxed);
-            lock(&inner.finished).first_time(&job.delivery);
+            state.completed(&job.delivery).await;
             Some(report.conclusion)
         }
         Ok(JobOutcome::Skipped(_)) => {
             inner.stats.completed.fetch_add(1, Ordering::Relaxed);
-            lock(&inner.finished).first_time(&job.delivery);
+            state.completed(&job.delivery).await;
             Some("skipped")
         }
         Ok(JobOutcome::Cancelled { .. }) => {
             inner.stats.cancelled.fetch_add(1, Ordering::Relaxed);
-            state.deliveries().forget(&job.delivery);
+            state.release(&job.delivery).await;
             None
         }
         Err(err) => {
             inner.stats.failed.fetch_add(1, Ordering::Relaxed);
             warn!(error = %err, "scan job failed");
-            state.deliveries().forget(&job.delivery);
+            state.release(&job.delivery).await;
             None
         }
     }

@@ -316,6 +316,8 @@ pub enum Style {
     Pessimistic,
     /// A constraint that did not admit the new version, replaced by the exact version.
     Replaced,
+    /// The constraint given with `-v` (`"~> 1.0"`), written as given.
+    Set,
 }
 
 impl fmt::Display for Style {
@@ -324,6 +326,7 @@ impl fmt::Display for Style {
             Style::Exact => "exact",
             Style::Pessimistic => "pessimistic",
             Style::Replaced => "replaced",
+            Style::Set => "set",
         })
     }
 }

@@ -102,11 +102,18 @@ pub enum PinKind {
         local_name: String,
         address: ProviderAddress,
         legacy: bool,
+        /// The registry host as written in `source` (lower-cased), `None` when the
+        /// source names none (`hashicorp/aws`): then the tool's default registry.
+        /// Unlike `address.host`, an explicit `registry.terraform.io` is kept.
+        written_host: Option<String>,
     },
     /// The deprecated `provider "NAME" { version = "…" }`.
     ProviderBlock {
         local_name: String,
         address: ProviderAddress,
+        /// As for `RequiredProvider`: the host of the matching `required_providers`
+        /// source, as written.
+        written_host: Option<String>,
     },
     /// `module "NAME" { source = "…" version = "…" }`: the pin is the version.
     ModuleVersion { module: String, source: String },
@@ -177,9 +184,44 @@ fn memchr_newlines(text: &str) -> impl Iterator<Item = usize> + '_ {
         .map(|(i, _)| i)
 }
 
+/// The UTF-8 byte order mark, which Terraform accepts at the start of a file.
+pub const BOM: &str = "\u{feff}";
+
+/// The byte put in place of each byte that is not UTF-8 (in comments, where Terraform
+/// accepts anything) so that the text parses with every offset unchanged. Outside
+/// comments and string literals it does not parse, as Terraform refuses such bytes.
+pub const NON_UTF8_PLACEHOLDER: u8 = 0x01;
+
+/// The text to parse for a file's bytes: the bytes themselves when they are UTF-8,
+/// else every byte of an invalid sequence replaced by [`NON_UTF8_PLACEHOLDER`]. Offsets
+/// into the result are offsets into `bytes`, so edits can be spliced into the original.
+pub fn text_for_parsing(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for _ in chunk.invalid() {
+            out.push(NON_UTF8_PLACEHOLDER as char);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Parses HCL, accepting a leading byte order mark; spans stay relative to `text`
+/// (returned as the BOM's length, to add to them).
+pub(crate) fn parse_hcl(text: &str) -> Result<(Body, usize), hcl_edit::parser::Error> {
+    let (skip, rest) = match text.strip_prefix(BOM) {
+        Some(rest) => (BOM.len(), rest),
+        None => (0, text),
+    };
+    hcl_edit::parser::parse_body(rest).map(|body| (body, skip))
+}
+
 /// Parses `text` (the contents of `file`) and returns every pin in it, in file order.
 pub fn find_pins(file: &Path, text: &str) -> Result<Vec<Pin>, ParseError> {
-    let body = hcl_edit::parser::parse_body(text).map_err(|e| ParseError {
+    let (body, skip) = parse_hcl(text).map_err(|e| ParseError {
         file: file.to_path_buf(),
         line: e.location().line(),
         column: e.location().column(),
@@ -189,7 +231,7 @@ pub fn find_pins(file: &Path, text: &str) -> Result<Vec<Pin>, ParseError> {
     let mut pins = Vec::new();
     // local name → address from every required_providers block in the file, so that
     // `provider "NAME"` blocks resolve to the same address.
-    let mut local_names: Vec<(String, ProviderAddress)> = Vec::new();
+    let mut local_names: Vec<LocalName> = Vec::new();
     for block in body.blocks().filter(|b| b.has_ident("terraform")) {
         terraform_block(block, &lines, &mut pins, &mut local_names);
     }
@@ -198,6 +240,12 @@ pub fn find_pins(file: &Path, text: &str) -> Result<Vec<Pin>, ParseError> {
             "provider" => provider_block(block, &lines, &local_names, &mut pins),
             "module" => module_block(block, &lines, &mut pins),
             _ => {}
+        }
+    }
+    if skip > 0 {
+        for p in &mut pins {
+            p.span = p.span.start + skip..p.span.end + skip;
+            p.line = lines.line(p.span.start);
         }
     }
     pins.sort_by_key(|p| p.span.start);
@@ -222,7 +270,7 @@ fn terraform_block(
     block: &Block,
     lines: &LineIndex,
     pins: &mut Vec<Pin>,
-    local_names: &mut Vec<(String, ProviderAddress)>,
+    local_names: &mut Vec<LocalName>,
 ) {
     if let Some(attr) = block.body.get_attribute("required_version") {
         pins.extend(pin(PinKind::TerraformVersion, &attr.value, lines));
@@ -236,11 +284,23 @@ fn terraform_block(
     }
 }
 
+/// A `required_providers` entry: local name, address, host as written.
+type LocalName = (String, ProviderAddress, Option<String>);
+
+/// The host part of a three-part provider source, lower-cased.
+fn written_host(source: &str) -> Option<String> {
+    let parts: Vec<&str> = source.trim().split('/').collect();
+    match parts.as_slice() {
+        [host, _, _] => Some(host.to_ascii_lowercase()),
+        _ => None,
+    }
+}
+
 fn required_providers(
     body: &Body,
     lines: &LineIndex,
     pins: &mut Vec<Pin>,
-    local_names: &mut Vec<(String, ProviderAddress)>,
+    local_names: &mut Vec<LocalName>,
 ) {
     for attr in body.attributes() {
         let local_name = attr.key.as_str().to_string();
@@ -255,32 +315,34 @@ fn required_providers(
                         _ => {}
                     }
                 }
-                let address = match source {
+                let (address, host) = match source {
                     Some(Expression::String(s)) => match ProviderAddress::parse(s.value()) {
-                        Some(address) => address,
+                        Some(address) => (address, written_host(s.value())),
                         None => continue,
                     },
                     // a computed source cannot be matched: skip the entry
                     Some(_) => continue,
-                    None => ProviderAddress::implied(&local_name),
+                    None => (ProviderAddress::implied(&local_name), None),
                 };
-                local_names.push((local_name.clone(), address.clone()));
+                local_names.push((local_name.clone(), address.clone(), host.clone()));
                 if let Some(expr) = version {
                     let kind = PinKind::RequiredProvider {
                         local_name,
                         address,
                         legacy: false,
+                        written_host: host,
                     };
                     pins.extend(pin(kind, expr, lines));
                 }
             }
             expr => {
                 let address = ProviderAddress::implied(&local_name);
-                local_names.push((local_name.clone(), address.clone()));
+                local_names.push((local_name.clone(), address.clone(), None));
                 let kind = PinKind::RequiredProvider {
                     local_name,
                     address,
                     legacy: true,
+                    written_host: None,
                 };
                 pins.extend(pin(kind, expr, lines));
             }
@@ -303,7 +365,7 @@ fn first_label(block: &Block) -> Option<&str> {
 fn provider_block(
     block: &Block,
     lines: &LineIndex,
-    local_names: &[(String, ProviderAddress)],
+    local_names: &[LocalName],
     pins: &mut Vec<Pin>,
 ) {
     let Some(local_name) = first_label(block) else {
@@ -312,13 +374,17 @@ fn provider_block(
     let Some(attr) = block.body.get_attribute("version") else {
         return;
     };
-    let address = local_names
+    let (address, written_host) = local_names
         .iter()
-        .find(|(name, _)| name == local_name)
-        .map_or_else(|| ProviderAddress::implied(local_name), |(_, a)| a.clone());
+        .find(|(name, _, _)| name == local_name)
+        .map_or_else(
+            || (ProviderAddress::implied(local_name), None),
+            |(_, a, h)| (a.clone(), h.clone()),
+        );
     let kind = PinKind::ProviderBlock {
         local_name: local_name.to_string(),
         address,
+        written_host,
     };
     pins.extend(pin(kind, &attr.value, lines));
 }
@@ -348,7 +414,7 @@ fn module_block(block: &Block, lines: &LineIndex, pins: &mut Vec<Pin>) {
 /// The `source` of every module call with a local path (`./modules/x`, `../y`).
 /// Files that do not parse give none.
 pub fn local_module_sources(text: &str) -> Vec<String> {
-    let Ok(body) = hcl_edit::parser::parse_body(text) else {
+    let Ok((body, _)) = parse_hcl(text) else {
         return Vec::new();
     };
     body.blocks()

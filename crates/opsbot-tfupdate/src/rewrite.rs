@@ -75,13 +75,15 @@ impl Target {
                 PinKind::RequiredProvider {
                     local_name,
                     address,
+                    written_host,
                     ..
                 }
                 | PinKind::ProviderBlock {
                     local_name,
                     address,
+                    written_host,
                 },
-            ) => spec.matches(local_name, address),
+            ) => spec.matches_written(local_name, address, written_host.as_deref()),
             (
                 Target::Module {
                     source: pattern,
@@ -104,11 +106,19 @@ impl Target {
 /// Like tfupdate: without a namespace the name is compared with the local name (the key
 /// in `required_providers`, the label of `provider` blocks); with a namespace it is
 /// compared with the source address.
+///
+/// Hosts are compared as written: a source without a host (`hashicorp/aws`) and a
+/// name without one are on `default_host` (the tool's registry: `TFREGISTRY_BASE_URL`,
+/// else registry.terraform.io), so `registry.opentofu.org/hashicorp/aws` never matches
+/// an explicit `registry.terraform.io/hashicorp/aws` source, nor the reverse.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProviderSpec {
     pub host: Option<String>,
     pub namespace: Option<String>,
     pub name: String,
+    /// The registry a name or source without a host refers to; `None` for
+    /// registry.terraform.io.
+    pub default_host: Option<String>,
 }
 
 /// A provider name that is not `NAME`, `NAMESPACE/NAME` or `HOST/NAMESPACE/NAME`.
@@ -131,16 +141,19 @@ impl ProviderSpec {
                 host: None,
                 namespace: None,
                 name: name.clone(),
+                default_host: None,
             }),
             [ns, name] => Ok(ProviderSpec {
                 host: None,
                 namespace: Some(ns.clone()),
                 name: name.clone(),
+                default_host: None,
             }),
             [host, ns, name] => Ok(ProviderSpec {
                 host: Some(host.clone()),
                 namespace: Some(ns.clone()),
                 name: name.clone(),
+                default_host: None,
             }),
             _ => Err(ProviderSpecError(text.to_string())),
         }
@@ -161,22 +174,56 @@ impl ProviderSpec {
         }
     }
 
-    fn matches(&self, local_name: &str, address: &ProviderAddress) -> bool {
+    /// The same spec with `host` (a host or registry URL) as the default registry.
+    pub fn with_default_registry(mut self, registry: &str) -> ProviderSpec {
+        let host = registry_host(registry);
+        self.default_host = Some(host).filter(|h| h != crate::pins::DEFAULT_REGISTRY_HOST);
+        self
+    }
+
+    fn default_host(&self) -> &str {
+        self.default_host
+            .as_deref()
+            .unwrap_or(crate::pins::DEFAULT_REGISTRY_HOST)
+    }
+
+    /// Whether a provider with this local name and address matches, its source
+    /// having no host or `written_host`.
+    pub fn matches_written(
+        &self,
+        local_name: &str,
+        address: &ProviderAddress,
+        written_host: Option<&str>,
+    ) -> bool {
         match &self.namespace {
             None => local_name.eq_ignore_ascii_case(&self.name),
             Some(ns) => {
-                let host_ok = match (&self.host, &address.host) {
-                    (None, _) => true,
-                    (Some(want), Some(have)) => want == have,
-                    (Some(want), None) => {
-                        want == crate::pins::DEFAULT_REGISTRY_HOST
-                            || want == "registry.opentofu.org"
-                    }
-                };
-                host_ok && *ns == address.namespace && self.name == address.name
+                let want = self.host.as_deref().unwrap_or(self.default_host());
+                let have = written_host
+                    .or(address.host.as_deref())
+                    .unwrap_or(self.default_host());
+                want == have && *ns == address.namespace && self.name == address.name
             }
         }
     }
+
+    #[cfg(test)]
+    fn matches(&self, local_name: &str, address: &ProviderAddress) -> bool {
+        self.matches_written(local_name, address, address.host.as_deref())
+    }
+}
+
+/// `registry.opentofu.org` for `https://registry.opentofu.org/`, `host:8443` kept.
+pub fn registry_host(registry: &str) -> String {
+    let rest = registry
+        .trim()
+        .strip_prefix("https://")
+        .or_else(|| registry.trim().strip_prefix("http://"))
+        .unwrap_or(registry.trim());
+    rest.split('/')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase()
 }
 
 impl From<ProviderAddress> for ProviderSpec {
@@ -185,6 +232,7 @@ impl From<ProviderAddress> for ProviderSpec {
             host: address.host,
             namespace: Some(address.namespace),
             name: address.name,
+            default_host: None,
         }
     }
 }
@@ -229,11 +277,32 @@ pub struct FileRewrite {
     pub text: String,
     pub rewrites: Vec<PinRewrite>,
     pub notes: Vec<PinNote>,
+    /// The replaced byte ranges of the input and their new text (what made `text`),
+    /// to apply to the file's original bytes.
+    pub edits: Vec<(std::ops::Range<usize>, String)>,
 }
 
 impl FileRewrite {
     pub fn changed(&self) -> bool {
         !self.rewrites.is_empty()
+    }
+}
+
+/// What a pin is set to: a version (the author's style is kept, see
+/// [`crate::constraint::decide`]) or, as tfupdate does with `-v "~> 1.0"`, a constraint
+/// string that replaces the constraint as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setting<'a> {
+    Version(&'a TfVersion),
+    Constraint(&'a str),
+}
+
+impl std::fmt::Display for Setting<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Setting::Version(v) => write!(f, "{v}"),
+            Setting::Constraint(c) => f.write_str(c),
+        }
     }
 }
 
@@ -256,9 +325,21 @@ pub fn rewrite_pins(
     target: &Target,
     version: &TfVersion,
 ) -> FileRewrite {
+    rewrite_pins_with(file, text, pins, target, Setting::Version(version))
+}
+
+/// Like [`rewrite_pins`], for a version or a constraint string.
+pub fn rewrite_pins_with(
+    file: &Path,
+    text: &str,
+    pins: &[Pin],
+    target: &Target,
+    setting: Setting<'_>,
+) -> FileRewrite {
     let git_ref = matches!(target, Target::Module { git_ref: true, .. });
     let mut out = FileRewrite::default();
     let mut edits: Vec<(std::ops::Range<usize>, String)> = Vec::new();
+    let mut rewrites: Vec<PinRewrite> = Vec::new();
     for pin in pins.iter().filter(|p| target.matches(p)) {
         let what = pin.kind.label();
         let note = |message: String| PinNote {
@@ -272,6 +353,18 @@ pub fn rewrite_pins(
                 .push(note("not a plain string literal; left alone".to_string()));
             continue;
         };
+        let mut rewrite =
+            |to: String, style: Style, edits: &mut Vec<(std::ops::Range<usize>, String)>| {
+                edits.push((pin.span.clone(), quote(&to)));
+                rewrites.push(PinRewrite {
+                    file: file.to_path_buf(),
+                    line: pin.line,
+                    what: what.clone(),
+                    from: value.clone(),
+                    to,
+                    style,
+                });
+            };
         if let PinKind::ModuleSource { .. } = pin.kind {
             if !git_ref {
                 out.notes.push(note(format!(
@@ -279,18 +372,17 @@ pub fn rewrite_pins(
                 )));
                 continue;
             }
-            match module_source::with_ref(value, version) {
-                Some(new) if new != *value => {
-                    edits.push((pin.span.clone(), quote(&new)));
-                    out.rewrites.push(PinRewrite {
-                        file: file.to_path_buf(),
-                        line: pin.line,
-                        what,
-                        from: value.clone(),
-                        to: new,
-                        style: Style::Exact,
-                    });
+            let version = match setting {
+                Setting::Version(v) => v,
+                Setting::Constraint(c) => {
+                    out.notes.push(note(format!(
+                        "`?ref=` in `{value}` takes a version, not the constraint `{c}`; left alone"
+                    )));
+                    continue;
                 }
+            };
+            match module_source::with_ref(value, version) {
+                Some(new) if new != *value => rewrite(new, Style::Exact, &mut edits),
                 Some(_) => {}
                 None => out.notes.push(note(format!(
                     "ref in `{value}` is not a version tag; left alone"
@@ -298,25 +390,45 @@ pub fn rewrite_pins(
             }
             continue;
         }
+        let version = match setting {
+            Setting::Constraint(c) => {
+                if value != c {
+                    rewrite(c.to_string(), Style::Set, &mut edits);
+                }
+                continue;
+            }
+            Setting::Version(v) => v,
+        };
         match decide(value, version) {
             Decision::Keep(Kept::Current) => {}
             Decision::Keep(Kept::Admits) => out.notes.push(note(format!(
                 "`{value}` already admits {version}; left alone"
             ))),
-            Decision::Rewrite { to, style } => {
-                edits.push((pin.span.clone(), quote(&to)));
-                out.rewrites.push(PinRewrite {
-                    file: file.to_path_buf(),
-                    line: pin.line,
-                    what,
-                    from: value.clone(),
-                    to,
-                    style,
-                });
-            }
+            Decision::Rewrite { to, style } => rewrite(to, style, &mut edits),
         }
     }
-    out.text = splice(text, edits);
+    out.rewrites = rewrites;
+    edits.sort_by_key(|(r, _)| r.start);
+    out.text = splice(text, edits.clone());
+    out.edits = edits;
+    out
+}
+
+/// [`splice`] on bytes: the original bytes of a file that is not UTF-8 everywhere.
+pub fn splice_bytes(bytes: &[u8], edits: &[(std::ops::Range<usize>, String)]) -> Vec<u8> {
+    let mut sorted: Vec<&(std::ops::Range<usize>, String)> = edits.iter().collect();
+    sorted.sort_by_key(|(r, _)| r.start);
+    let mut out = Vec::with_capacity(bytes.len() + 64);
+    let mut pos = 0;
+    for (range, with) in sorted {
+        if range.start < pos || range.end > bytes.len() {
+            continue;
+        }
+        out.extend_from_slice(&bytes[pos..range.start]);
+        out.extend_from_slice(with.as_bytes());
+        pos = range.end;
+    }
+    out.extend_from_slice(&bytes[pos..]);
     out
 }
 
@@ -376,7 +488,27 @@ mod tests {
         assert!(ns.matches("amazon", &official));
         assert!(!ns.matches("aws", &fork));
         let tofu = ProviderSpec::parse("registry.opentofu.org/hashicorp/aws").unwrap();
-        assert!(tofu.matches("aws", &official));
+        // a bare source is on the tool's default registry
+        assert!(!tofu.matches("aws", &official));
+        assert!(
+            tofu.clone()
+                .with_default_registry("https://registry.opentofu.org/")
+                .matches("aws", &official)
+        );
+        let explicit_tf = ProviderAddress::parse("registry.terraform.io/hashicorp/aws").unwrap();
+        assert!(!tofu.matches_written("aws", &explicit_tf, Some("registry.terraform.io")));
+        let on_tofu = ProviderAddress::parse("registry.opentofu.org/hashicorp/aws").unwrap();
+        assert!(!ns.matches("aws", &on_tofu));
+        assert!(
+            ns.clone()
+                .with_default_registry("registry.opentofu.org")
+                .matches("aws", &on_tofu)
+        );
+        assert!(
+            !ns.clone()
+                .with_default_registry("registry.opentofu.org")
+                .matches_written("aws", &explicit_tf, Some("registry.terraform.io"))
+        );
         assert!(!tofu.matches(
             "aws",
             &ProviderAddress::parse("example.com/hashicorp/aws").unwrap()
@@ -398,6 +530,33 @@ mod tests {
         assert_eq!(r.rewrites[0].line, 3);
         assert_eq!(r.rewrites[0].from, "~> 1.5");
         assert_eq!(r.rewrites[0].style, Style::Pessimistic);
+    }
+
+    #[test]
+    fn a_constraint_replaces_the_constraint_as_written() {
+        let text = "terraform {\n  required_version = \"1.5.7\" # x\n}\n";
+        let pins = find_pins(Path::new("m.tf"), text).unwrap();
+        let r = rewrite_pins_with(
+            Path::new("m.tf"),
+            text,
+            &pins,
+            &Target::Terraform,
+            Setting::Constraint("~> 1.0"),
+        );
+        assert_eq!(
+            r.text,
+            "terraform {\n  required_version = \"~> 1.0\" # x\n}\n"
+        );
+        assert_eq!(r.rewrites[0].style, Style::Set);
+        let again = find_pins(Path::new("m.tf"), &r.text).unwrap();
+        let r2 = rewrite_pins_with(
+            Path::new("m.tf"),
+            &r.text,
+            &again,
+            &Target::Terraform,
+            Setting::Constraint("~> 1.0"),
+        );
+        assert!(r2.rewrites.is_empty());
     }
 
     #[test]

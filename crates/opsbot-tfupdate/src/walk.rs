@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use regex::Regex;
 
 use crate::constraint::TfVersion;
-use crate::pins::{Pin, find_pins};
-use crate::rewrite::{PinNote, PinRewrite, Target, rewrite_pins};
+use crate::pins::{NON_UTF8_PLACEHOLDER, Pin, find_pins, text_for_parsing};
+use crate::rewrite::{PinNote, PinRewrite, Setting, Target, rewrite_pins_with, splice_bytes};
 
 /// Directories never entered.
 pub const SKIPPED_DIRS: &[&str] = &[".terraform", ".git"];
@@ -54,8 +54,54 @@ fn is_terraform_file(path: &Path) -> bool {
     )
 }
 
+/// Which configuration files a walk reads, as the tool that reads them does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dialect {
+    /// `.tf` and `.tofu` (providers, modules and locks serve both tools).
+    #[default]
+    Any,
+    /// What Terraform reads: `.tf` only.
+    Terraform,
+    /// What OpenTofu reads: `.tf` and `.tofu`, and of `x.tf` and `x.tofu` in one
+    /// directory only `x.tofu`.
+    OpenTofu,
+}
+
 /// The `.tf` / `.tofu` files under `root` (or `root` itself when it is a file), sorted.
 pub fn terraform_files(root: &Path, opts: &WalkOptions) -> Result<Vec<PathBuf>, FileError> {
+    terraform_files_for(root, opts, Dialect::Any)
+}
+
+/// Like [`terraform_files`], for the files `dialect` reads. A file given as `root` is
+/// always read, whatever its name (as tfupdate).
+pub fn terraform_files_for(
+    root: &Path,
+    opts: &WalkOptions,
+    dialect: Dialect,
+) -> Result<Vec<PathBuf>, FileError> {
+    let mut files = all_terraform_files(root, opts)?;
+    if root.is_file() {
+        return Ok(files);
+    }
+    match dialect {
+        Dialect::Any => {}
+        Dialect::Terraform => files.retain(|f| f.extension().is_some_and(|e| e == "tf")),
+        Dialect::OpenTofu => {
+            let tofu: std::collections::HashSet<PathBuf> = files
+                .iter()
+                .filter(|f| f.extension().is_some_and(|e| e == "tofu"))
+                .cloned()
+                .collect();
+            files.retain(|f| {
+                !(f.extension().is_some_and(|e| e == "tf")
+                    && tofu.contains(&f.with_extension("tofu")))
+            });
+        }
+    }
+    Ok(files)
+}
+
+fn all_terraform_files(root: &Path, opts: &WalkOptions) -> Result<Vec<PathBuf>, FileError> {
     let meta = std::fs::metadata(root).map_err(|e| FileError {
         file: root.to_path_buf(),
         message: format!("{}: {e}", root.display()),
@@ -138,11 +184,18 @@ pub fn scan_files(files: &[PathBuf]) -> (Vec<ScannedFile>, Vec<FileError>) {
     (ok, errors)
 }
 
+/// Reads a file as text to parse: a UTF-8 BOM is kept (the parser skips it), bytes that
+/// are not UTF-8 become [`NON_UTF8_PLACEHOLDER`] (same offsets; [`apply`] writes the
+/// original bytes back around its edits).
 fn scan_one(path: &Path) -> Result<ScannedFile, FileError> {
-    let text = std::fs::read_to_string(path).map_err(|e| FileError {
+    let bytes = std::fs::read(path).map_err(|e| FileError {
         file: path.to_path_buf(),
         message: format!("{}: cannot read: {e}", path.display()),
     })?;
+    let text = match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => text_for_parsing(e.as_bytes()).into_owned(),
+    };
     let pins = find_pins(path, &text).map_err(|e| FileError {
         file: path.to_path_buf(),
         message: e.to_string(),
@@ -193,6 +246,35 @@ pub fn apply(
     version: &TfVersion,
     dry_run: bool,
 ) -> TreeUpdate {
+    apply_with(files, target, Setting::Version(version), dry_run)
+}
+
+/// The bytes to write for a rewritten file: the new text, or, for a file that is not
+/// UTF-8 everywhere, its bytes as they are on disk with the edits spliced in.
+fn new_contents(
+    file: &ScannedFile,
+    result: &crate::rewrite::FileRewrite,
+) -> Result<Vec<u8>, String> {
+    if !file.text.contains(NON_UTF8_PLACEHOLDER as char) {
+        return Ok(result.text.clone().into_bytes());
+    }
+    let raw = std::fs::read(&file.path).map_err(|e| format!("cannot read: {e}"))?;
+    if raw == file.text.as_bytes() {
+        return Ok(result.text.clone().into_bytes());
+    }
+    if text_for_parsing(&raw) != file.text.as_str() {
+        return Err("changed on disk during the update; left alone".to_string());
+    }
+    Ok(splice_bytes(&raw, &result.edits))
+}
+
+/// Like [`apply`], for a version or a constraint string.
+pub fn apply_with(
+    files: &[ScannedFile],
+    target: &Target,
+    setting: Setting<'_>,
+    dry_run: bool,
+) -> TreeUpdate {
     let mut out = TreeUpdate {
         files_scanned: files.len(),
         ..TreeUpdate::default()
@@ -201,17 +283,29 @@ pub fn apply(
         if !file.pins.iter().any(|p| target.matches(p)) {
             continue;
         }
-        let result = rewrite_pins(&file.path, &file.text, &file.pins, target, version);
-        out.notes.extend(result.notes);
+        let result = rewrite_pins_with(&file.path, &file.text, &file.pins, target, setting);
+        out.notes.extend(result.notes.iter().cloned());
         if result.rewrites.is_empty() || result.text == file.text {
             continue;
         }
-        if !dry_run && let Err(e) = write_atomic(&file.path, result.text.as_bytes()) {
-            out.errors.push(FileError {
-                file: file.path.clone(),
-                message: format!("{}: cannot write: {e}", file.path.display()),
-            });
-            continue;
+        if !dry_run {
+            let contents = match new_contents(file, &result) {
+                Ok(c) => c,
+                Err(message) => {
+                    out.errors.push(FileError {
+                        file: file.path.clone(),
+                        message: format!("{}: {message}", file.path.display()),
+                    });
+                    continue;
+                }
+            };
+            if let Err(e) = write_atomic(&file.path, &contents) {
+                out.errors.push(FileError {
+                    file: file.path.clone(),
+                    message: format!("{}: cannot write: {e}", file.path.display()),
+                });
+                continue;
+            }
         }
         out.changed_files.push(file.path.clone());
         out.rewrites.extend(result.rewrites);
@@ -227,9 +321,28 @@ pub fn update_tree(
     version: &TfVersion,
     dry_run: bool,
 ) -> Result<TreeUpdate, FileError> {
-    let files = terraform_files(root, opts)?;
+    update_tree_with(
+        root,
+        opts,
+        Dialect::Any,
+        target,
+        Setting::Version(version),
+        dry_run,
+    )
+}
+
+/// Like [`update_tree`], for the files `dialect` reads and a version or a constraint.
+pub fn update_tree_with(
+    root: &Path,
+    opts: &WalkOptions,
+    dialect: Dialect,
+    target: &Target,
+    setting: Setting<'_>,
+    dry_run: bool,
+) -> Result<TreeUpdate, FileError> {
+    let files = terraform_files_for(root, opts, dialect)?;
     let (scanned, errors) = scan_files(&files);
-    let mut out = apply(&scanned, target, version, dry_run);
+    let mut out = apply_with(&scanned, target, setting, dry_run);
     out.files_scanned = files.len();
     out.errors.extend(errors);
     Ok(out)
@@ -277,6 +390,63 @@ mod tests {
             vec![root.join("a/b.tf")]
         );
         assert!(terraform_files(&root.join("missing"), &opts).is_err());
+    }
+
+    #[test]
+    fn each_tool_reads_its_own_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for f in ["main.tf", "main.tofu", "versions.tf", "only.tofu"] {
+            std::fs::write(root.join(f), "").unwrap();
+        }
+        let opts = WalkOptions::default();
+        let names = |d| {
+            terraform_files_for(root, &opts, d)
+                .unwrap()
+                .iter()
+                .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(Dialect::Any),
+            ["main.tf", "main.tofu", "only.tofu", "versions.tf"]
+        );
+        assert_eq!(names(Dialect::Terraform), ["main.tf", "versions.tf"]);
+        assert_eq!(
+            names(Dialect::OpenTofu),
+            ["main.tofu", "only.tofu", "versions.tf"]
+        );
+        // a file named on the command line is read whatever its name
+        assert_eq!(
+            terraform_files_for(&root.join("main.tf"), &opts, Dialect::OpenTofu).unwrap(),
+            vec![root.join("main.tf")]
+        );
+    }
+
+    #[test]
+    fn bom_and_non_utf8_comment_bytes_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("main.tf");
+        let mut bytes = b"\xEF\xBB\xBF# caf\xE9 \xFF\n".to_vec();
+        bytes.extend_from_slice(b"terraform {\n  required_version = \"1.5.7\" // \xC3\n}\n");
+        std::fs::write(&p, &bytes).unwrap();
+        let up = update_tree(
+            dir.path(),
+            &WalkOptions::default(),
+            &Target::Terraform,
+            &TfVersion::parse("1.9.8").unwrap(),
+            false,
+        )
+        .unwrap();
+        assert!(up.errors.is_empty(), "{:?}", up.errors);
+        assert_eq!(up.rewrites.len(), 1);
+        assert_eq!(up.rewrites[0].line, 3);
+        let want = String::from_utf8_lossy(&bytes).replace("1.5.7", "1.9.8");
+        let got = std::fs::read(&p).unwrap();
+        let mut expected = bytes.clone();
+        let at = bytes.windows(5).position(|w| w == b"1.5.7").unwrap();
+        expected.splice(at..at + 5, b"1.9.8".iter().copied());
+        assert_eq!(got, expected, "{want}");
     }
 
     #[cfg(unix)]

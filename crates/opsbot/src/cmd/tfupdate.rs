@@ -28,11 +28,12 @@ pub struct TfupdateArgs {
 
 #[derive(Debug, Subcommand)]
 enum TfCommand {
-    /// Update `required_version` in every `terraform {}` block.
+    /// Update `required_version` in every `terraform {}` block (of `.tf` files: the
+    /// ones Terraform reads).
     #[command(disable_version_flag = true)]
     Terraform(TerraformArgs),
-    /// Update `required_version` for OpenTofu (versions from opentofu/opentofu; `.tf`
-    /// and `.tofu` files).
+    /// Update `required_version` for OpenTofu (versions from opentofu/opentofu), in the
+    /// files OpenTofu reads: `.tofu`, and `.tf` unless a same-named `.tofu` exists.
     #[command(disable_version_flag = true)]
     Opentofu(TerraformArgs),
     /// Update a provider's version in `required_providers` and `provider` blocks.
@@ -74,9 +75,10 @@ impl RegistryArgs {
 
 #[derive(Debug, Args)]
 struct BumpArgs {
-    /// Version to set (default: the latest stable release). Constraint values such as
-    /// `"~> 1.0"` are not accepted yet.
-    #[arg(short = 'v', long = "version", value_name = "VERSION")]
+    /// Version to set (default, or `latest`: the latest stable release), or a
+    /// constraint such as `"~> 1.0"` or `">= 4.0, < 6.0"`, written as given (as
+    /// tfupdate does). A version keeps each pin's style (`~> 1.5` becomes `~> 1.9`).
+    #[arg(short = 'v', long = "version", value_name = "VERSION|CONSTRAINT")]
     version: Option<String>,
     /// Walk directories recursively (skipping .terraform/ and .git/).
     #[arg(short, long)]
@@ -110,7 +112,9 @@ struct TerraformArgs {
 struct ProviderArgs {
     #[command(flatten)]
     bump: BumpArgs,
-    /// Provider: `aws` (local name) or `hashicorp/aws` (source address).
+    /// Provider: `aws` (local name) or `hashicorp/aws` (source address; a source
+    /// without a host is on the default registry, so `registry.opentofu.org/hashicorp/aws`
+    /// does not match `registry.terraform.io/hashicorp/aws`).
     name: String,
     /// File or directory.
     path: PathBuf,
@@ -255,7 +259,7 @@ async fn run_command(global: &GlobalArgs, args: TfupdateArgs) -> anyhow::Result<
             run_bump(Target::Terraform, a.bump, a.path, core_repo).await
         }
         TfCommand::Provider(a) => {
-            let spec = ProviderSpec::parse(&a.name)?;
+            let spec = ProviderSpec::parse(&a.name)?.with_default_registry(&a.bump.registry.url());
             run_bump(
                 Target::Provider(spec),
                 a.bump,
@@ -350,11 +354,7 @@ async fn run_bump(
     let result = bump(&releases, &target, &opts)
         .await
         .with_context(|| format!("tfupdate {}", target.describe()))?;
-    print_update(
-        &result.update,
-        &result.release.version.to_string(),
-        args.dry_run,
-    );
+    print_update(&result.update, &result.value(), args.dry_run);
     Ok(exit_for(&result.update.errors))
 }
 
@@ -364,6 +364,7 @@ fn print_update(update: &TreeUpdate, version: &str, dry_run: bool) {
             opsbot_tfupdate::Style::Replaced => {
                 format!(" (replaced: `{}` did not admit {version})", r.from)
             }
+            opsbot_tfupdate::Style::Set => " (set as given)".to_string(),
             _ => String::new(),
         };
         println!(

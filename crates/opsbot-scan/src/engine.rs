@@ -173,6 +173,16 @@ impl Scanner {
         ))
     }
 
+    /// A scanner holding the rules of this one that `keep` accepts (sharing their compiled
+    /// regexes), e.g. the high-confidence rules used on the strings of binary files.
+    pub fn subset(&self, keep: impl Fn(&Rule) -> bool) -> Self {
+        Self::from_parts(
+            self.rules.iter().filter(|r| keep(r)).cloned().collect(),
+            self.global_allowlist.clone(),
+            self.global_match_allowlist.clone(),
+        )
+    }
+
     pub fn rules(&self) -> impl Iterator<Item = &Rule> {
         self.rules.iter().map(|r| r.as_ref())
     }
@@ -341,6 +351,7 @@ impl Scanner {
                 secret: a.secret_masked,
                 fingerprint: a.fingerprint,
                 commit: commit.map(str::to_owned),
+                offset: None,
             });
         }
     }

@@ -21,9 +21,13 @@ pub struct Finding {
     pub secret: String,
     /// Stable id of (rule, path, secret): survives line moves, used by baselines.
     pub fingerprint: String,
-    /// The commit that added the line (`--git` mode).
+    /// The commit that added the line (`--git` mode), or that introduced the blob (history).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit: Option<String>,
+    /// Byte offset of the secret in a binary file (scanned as printable strings); `line` and
+    /// `column` are 0 then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
 }
 
 /// Masks a secret: the first few characters (never more than 4, never more than a third of

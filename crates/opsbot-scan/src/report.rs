@@ -29,7 +29,8 @@ impl From<&Rule> for RuleInfo {
     }
 }
 
-/// Human output: `path:line:col: severity rule-id: description [masked]`, one per line.
+/// Human output: `path:line:col: severity rule-id: description [masked]`, one per line
+/// (`path@offset` for a secret in a binary file).
 pub fn render_text(findings: &[Finding], color: bool) -> String {
     let (bold, red, yellow, dim, reset) = if color {
         ("\x1b[1m", "\x1b[31m", "\x1b[33m", "\x1b[2m", "\x1b[0m")
@@ -47,10 +48,14 @@ pub fn render_text(findings: &[Finding], color: bool) -> String {
             .as_deref()
             .map(|c| format!("{dim}{}{reset} ", &c[..c.len().min(12)]))
             .unwrap_or_default();
+        let place = match f.offset {
+            Some(off) => format!("{}@{off}", f.path),
+            None => format!("{}:{}:{}", f.path, f.line, f.column),
+        };
         let _ = writeln!(
             out,
-            "{commit}{bold}{}:{}:{}{reset}: {sev_color}{}{reset} {bold}{}{reset}: {} [{}]",
-            f.path, f.line, f.column, f.severity, f.rule_id, f.description, f.secret,
+            "{commit}{bold}{place}{reset}: {sev_color}{}{reset} {bold}{}{reset}: {} [{}]",
+            f.severity, f.rule_id, f.description, f.secret,
         );
     }
     out
@@ -151,6 +156,10 @@ pub fn render_sarif(findings: &[Finding], rules: &[RuleInfo], tool_version: &str
                 }],
                 "partialFingerprints": { "opsbotSecret/v1": f.fingerprint },
             });
+            if let Some(off) = f.offset {
+                result["locations"][0]["physicalLocation"]["region"] =
+                    json!({ "byteOffset": off, "byteLength": 1 });
+            }
             if let Some(c) = &f.commit {
                 result["properties"] = json!({ "commit": c });
             }
@@ -198,6 +207,9 @@ pub fn render_github(findings: &[Finding]) -> String {
             Severity::Low => "notice",
         };
         let mut message = format!("{} found: {}", f.description, f.secret);
+        if let Some(off) = f.offset {
+            let _ = write!(message, " at byte offset {off}");
+        }
         if let Some(c) = &f.commit {
             let _ = write!(message, " (commit {c})");
         }
@@ -205,8 +217,8 @@ pub fn render_github(findings: &[Finding]) -> String {
             out,
             "::{level} file={},line={},col={},title={}::{}",
             escape_property(&f.path),
-            f.line,
-            f.column,
+            f.line.max(1),
+            f.column.max(1),
             escape_property(&format!("Secret: {}", f.rule_id)),
             escape_data(&message),
         );
@@ -230,6 +242,7 @@ mod tests {
             secret: "AKIA…".into(),
             fingerprint: "0123456789abcdef0123456789abcdef".into(),
             commit: Some("a".repeat(40)),
+            offset: None,
         }
     }
 

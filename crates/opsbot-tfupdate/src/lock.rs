@@ -20,7 +20,7 @@ use tokio::sync::{OnceCell, Semaphore};
 use crate::constraint::{Constraint, TfVersion};
 use crate::hash::{PackageError, h1_hash_zip, parse_sha256sums, sha256_hex};
 use crate::pins::{LineIndex, ParseError, PinKind, ProviderAddress};
-use crate::registry::{RegistryClient, RegistryError};
+use crate::registry::{RegistryClient, RegistryError, RequestKind};
 use crate::rewrite::{quote, splice};
 use crate::walk::{FileError, WalkOptions, scan_files, terraform_files, write_atomic};
 
@@ -279,7 +279,15 @@ pub fn render_lock(
     let mut out = splice(text, edits);
     if !appended.is_empty() {
         if out.trim().is_empty() {
-            out = HEADER.to_string();
+            // as `tofu providers lock` writes an OpenTofu lock file
+            let tofu = updates
+                .iter()
+                .all(|u| u.address.starts_with("registry.opentofu.org/"));
+            out = if tofu {
+                HEADER.replace("\"terraform init\"", "\"tofu init\"")
+            } else {
+                HEADER.to_string()
+            };
         } else if !out.ends_with('\n') {
             out.push('\n');
         }
@@ -376,7 +384,10 @@ impl LockHasher {
             return Ok(Vec::new());
         };
         let sums_url = first.shasums_url.clone();
-        let sums_text = self.registry.get_bytes(&sums_url).await?;
+        let sums_text = self
+            .registry
+            .get_bytes_as(&sums_url, RequestKind::Checksums)
+            .await?;
         // Like `terraform providers lock`: the hashes are trusted only when one of the
         // registry's signing keys for this release signed SHA256SUMS.
         let keys: Vec<String> = first
@@ -394,7 +405,10 @@ impl LockHasher {
                 ),
             });
         }
-        let sig = self.registry.get_bytes(&sig_url).await?;
+        let sig = self
+            .registry
+            .get_bytes_as(&sig_url, RequestKind::Checksums)
+            .await?;
         crate::signature::verify_detached(&sums_text, &sig, &keys).map_err(|source| {
             LockError::Signature {
                 url: sums_url.clone(),
@@ -482,7 +496,9 @@ impl LockHasher {
     }
 }
 
-/// One provider requirement of a root module.
+/// One provider requirement of a root module: the constraint strings naming it (none
+/// for a provider that is only used, or listed in `required_providers` without a
+/// `version`).
 #[derive(Debug, Clone, Default)]
 struct Requirement {
     constraints: Vec<String>,
@@ -499,24 +515,45 @@ pub struct LockReport {
     pub errors: Vec<FileError>,
 }
 
-/// Hosts that mean "the default registry" in a lock file.
+/// The name lock files give the default registry (the one `--registry-url` /
+/// `TFREGISTRY_BASE_URL` names, `registry.terraform.io` unless set): its host, except a
+/// loopback or IP address (a local mirror or test registry), which stands in for
+/// `registry.terraform.io`.
 fn lock_default_host(registry: &RegistryClient) -> String {
     let base = registry.default_host();
-    if base == "registry.opentofu.org" {
-        base
-    } else {
+    let host = base.rsplit_once(':').map_or(base.as_str(), |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host == "localhost" || host.parse::<std::net::IpAddr>().is_ok() {
         crate::pins::DEFAULT_REGISTRY_HOST.to_string()
+    } else {
+        base
     }
 }
 
-fn lock_address(text: &str, registry: &RegistryClient) -> Option<ProviderAddress> {
-    let mut address = ProviderAddress::parse(text)?;
-    if let Some(host) = &address.host
-        && (host == "registry.opentofu.org" || *host == registry.default_host())
-    {
-        address.host = None;
-    }
-    Some(address)
+/// `host/namespace/type`, lower-cased, of a lock entry's address (`namespace/type` gets
+/// `default_host`).
+fn entry_key(text: &str, default_host: &str) -> Option<String> {
+    let parts: Vec<&str> = text.trim().split('/').collect();
+    let key = match parts.as_slice() {
+        [host, ns, name] => format!("{host}/{ns}/{name}"),
+        [ns, name] => format!("{default_host}/{ns}/{name}"),
+        _ => return None,
+    };
+    Some(key.to_ascii_lowercase())
+}
+
+/// The address to ask the registry for about a lock entry: the default registry's own
+/// name leaves the host out (so `--registry-url` / `TFREGISTRY_BASE_URL` serve it), any
+/// other host is asked itself, so a `registry.opentofu.org/…` entry gets OpenTofu's
+/// hashes and a `registry.terraform.io/…` one Terraform's, whatever the default is.
+fn fetch_address(key: &str, default_host: &str) -> Option<ProviderAddress> {
+    let (host, rest) = key.split_once('/')?;
+    let (namespace, name) = rest.split_once('/')?;
+    Some(ProviderAddress {
+        host: (!host.eq_ignore_ascii_case(default_host)).then(|| host.to_string()),
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+    })
 }
 
 /// Directories under `root` (per `opts`) that have a lock file next to `.tf` files.
@@ -532,6 +569,88 @@ pub fn lock_dirs(root: &Path, opts: &WalkOptions) -> Result<Vec<PathBuf>, FileEr
 
 /// File contents that differ from the disk (changes not written yet), by path.
 pub type Overlay = HashMap<PathBuf, String>;
+
+/// Providers a module's files use, as Terraform infers them: every `required_providers`
+/// entry (with or without `version`), every `provider "NAME"` block and the provider of
+/// every `resource`/`data` block (its `provider` argument, else the type's prefix), local
+/// names resolved through the module's `required_providers`, else `hashicorp/NAME`.
+fn used_providers(texts: &[&str]) -> Vec<ProviderAddress> {
+    let bodies: Vec<hcl_edit::structure::Body> = texts
+        .iter()
+        .filter_map(|t| hcl_edit::parser::parse_body(t.trim_start_matches('\u{feff}')).ok())
+        .collect();
+    let mut local: BTreeMap<String, ProviderAddress> = BTreeMap::new();
+    for body in &bodies {
+        for tf in body.blocks().filter(|b| b.has_ident("terraform")) {
+            for rp in tf
+                .body
+                .blocks()
+                .filter(|b| b.has_ident("required_providers"))
+            {
+                for attr in rp.body.attributes() {
+                    let name = attr.key.as_str().to_string();
+                    let address = match &attr.value {
+                        Expression::Object(object) => {
+                            let source = object.iter().find_map(|(k, v)| {
+                                let key = match k {
+                                    hcl_edit::expr::ObjectKey::Ident(i) => i.as_str().to_string(),
+                                    hcl_edit::expr::ObjectKey::Expression(Expression::String(
+                                        s,
+                                    )) => s.value().to_string(),
+                                    hcl_edit::expr::ObjectKey::Expression(_) => return None,
+                                };
+                                (key == "source").then(|| v.expr().clone())
+                            });
+                            match source {
+                                Some(Expression::String(s)) => ProviderAddress::parse(s.value()),
+                                Some(_) => None,
+                                None => Some(ProviderAddress::implied(&name)),
+                            }
+                        }
+                        _ => Some(ProviderAddress::implied(&name)),
+                    };
+                    if let Some(address) = address {
+                        local.insert(name, address);
+                    }
+                }
+            }
+        }
+    }
+    let resolve = |name: &str| {
+        local
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| ProviderAddress::implied(name))
+    };
+    let mut out: Vec<ProviderAddress> = local.values().cloned().collect();
+    for body in &bodies {
+        for block in body.blocks() {
+            let label = block.labels.first().map(|l| l.as_str().to_string());
+            match (block.ident.as_str(), label) {
+                ("provider", Some(name)) => out.push(resolve(&name)),
+                ("resource" | "data" | "ephemeral", Some(kind)) => {
+                    let name = match block.body.get_attribute("provider").map(|a| &a.value) {
+                        // `provider = aws.west`
+                        Some(Expression::Traversal(t)) => match &t.expr {
+                            Expression::Variable(v) => v.as_str().to_string(),
+                            _ => continue,
+                        },
+                        Some(Expression::Variable(v)) => v.as_str().to_string(),
+                        Some(_) => continue,
+                        None => kind.split('_').next().unwrap_or_default().to_string(),
+                    };
+                    if !name.is_empty() && name != "terraform" {
+                        out.push(resolve(&name));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
 
 /// Provider requirements of the root module in `dir`, following local module calls;
 /// file contents come from `overlay` when present there.
@@ -580,8 +699,47 @@ fn requirements(
                 queue.push(d.join(source));
             }
         }
+        let texts: Vec<&str> = scanned.iter().map(|f| f.text.as_str()).collect();
+        for address in used_providers(&texts) {
+            out.entry(address).or_default();
+        }
     }
     Ok(out)
+}
+
+/// The `constraints` string Terraform records for a provider's constraint strings
+/// (`getproviders.VersionConstraintsString`): every clause with its operator and the
+/// version as written, duplicates dropped, `, `-separated; `None` without any.
+fn constraints_text(constraints: &[String]) -> Option<String> {
+    let mut clauses: Vec<String> = Vec::new();
+    for text in constraints {
+        let parsed = Constraint::parse(text).ok();
+        let pieces: Vec<String> = match parsed {
+            Some(c) => c
+                .clauses
+                .iter()
+                .map(|clause| {
+                    let op = match clause.op {
+                        crate::constraint::Op::Eq => "",
+                        crate::constraint::Op::Ne => "!= ",
+                        crate::constraint::Op::Gt => "> ",
+                        crate::constraint::Op::Ge => ">= ",
+                        crate::constraint::Op::Lt => "< ",
+                        crate::constraint::Op::Le => "<= ",
+                        crate::constraint::Op::Pessimistic => "~> ",
+                    };
+                    format!("{op}{}", clause.version.as_str())
+                })
+                .collect(),
+            None => vec![text.trim().to_string()],
+        };
+        for p in pieces {
+            if !clauses.contains(&p) {
+                clauses.push(p);
+            }
+        }
+    }
+    (!clauses.is_empty()).then(|| clauses.join(", "))
 }
 
 /// Chooses the version to lock: the locked one while the constraints admit it, else the
@@ -622,6 +780,13 @@ async fn choose_version(
 }
 
 /// The lock file of `dir` as it should be: `(current text, new text, version changes)`.
+///
+/// As `terraform providers lock`: every provider the configuration uses gets an entry
+/// (its locked version kept while the constraints admit it, else the exact pin, else the
+/// newest release they admit), `constraints` as the configuration writes them, and the
+/// hashes of that version (`h1:` of each platform and `zh:` of every `SHA256SUMS` line;
+/// merged with the hashes already recorded while the version stays). Entries the
+/// configuration does not name are kept as they are.
 pub async fn locked_text(
     dir: &Path,
     overlay: &Overlay,
@@ -638,57 +803,93 @@ pub async fn locked_text(
     let lock = LockFile::parse(&path, &text).map_err(|e| file_err(e.to_string()))?;
     let reqs = requirements(dir, overlay)?;
     let default_host = lock_default_host(registry);
-    let mut updates = Vec::new();
-    let mut versions = Vec::new();
+    // one requirement per lock address (`hashicorp/aws` and `registry.terraform.io/
+    // hashicorp/aws` are the same provider; `registry.opentofu.org/hashicorp/aws` is not)
+    let mut by_key: BTreeMap<String, (ProviderAddress, Vec<String>)> = BTreeMap::new();
     for (address, req) in &reqs {
-        let constraints: Vec<Constraint> = req
-            .constraints
-            .iter()
-            .filter_map(|c| Constraint::parse(c).ok())
-            .collect();
+        let key = address.qualified(&default_host).to_ascii_lowercase();
+        let Some(fetch) = fetch_address(&key, &default_host) else {
+            continue;
+        };
+        let slot = by_key.entry(key).or_insert_with(|| (fetch, Vec::new()));
+        for c in &req.constraints {
+            if !slot.1.contains(c) {
+                slot.1.push(c.clone());
+            }
+        }
+    }
+    let results = futures::future::join_all(by_key.iter().map(|(key, (address, constraints))| {
         let existing = lock
             .entries
             .iter()
-            .find(|e| lock_address(&e.address, registry).as_ref() == Some(address));
-        let locked = existing.and_then(|e| e.version.as_deref());
-        let version = choose_version(registry, address, &constraints, locked)
-            .await
-            .map_err(|e| file_err(format!("{}: {address}: {e}", path.display())))?;
-        let computed = hasher
-            .hashes(address, &version)
-            .await
-            .map_err(|e| file_err(format!("{}: {address} {version}: {e}", path.display())))?;
-        let same_version = locked.is_some_and(|l| TfVersion::parse(l).is_ok_and(|l| l == version));
-        let hashes: Vec<String> = if same_version {
-            let mut all: BTreeSet<String> = existing
-                .map(|e| e.hashes.iter().cloned().collect())
-                .unwrap_or_default();
-            all.extend(computed.iter().cloned());
-            all.into_iter().collect()
-        } else {
-            computed.to_vec()
-        };
-        let version_text = match locked {
-            Some(l) if same_version => l.to_string(),
-            _ => version.to_string(),
-        };
-        if !same_version {
-            versions.push((
-                address.to_string(),
-                locked.map(str::to_string),
-                version_text.clone(),
-            ));
-        }
-        updates.push(LockUpdate {
-            address: existing
-                .map_or_else(|| address.qualified(&default_host), |e| e.address.clone()),
-            version: version_text,
-            constraints: (!req.constraints.is_empty()).then(|| req.constraints.join(", ")),
-            hashes,
-        });
+            .find(|e| entry_key(&e.address, &default_host).as_deref() == Some(key.as_str()));
+        entry_update(registry, hasher, key, address, constraints, existing)
+    }))
+    .await;
+    let mut updates = Vec::new();
+    let mut versions = Vec::new();
+    for result in results {
+        let (update, change) = result.map_err(|e| file_err(format!("{}: {e}", path.display())))?;
+        updates.push(update);
+        versions.extend(change);
     }
-    let new_text = render_lock(&text, &lock, &updates, |a, b| a == b);
+    let new_text = render_lock(&text, &lock, &updates, |entry, update| {
+        entry_key(entry, &default_host) == entry_key(update, &default_host)
+    });
     Ok((text, new_text, versions))
+}
+
+/// What one provider's lock entry should say, and its version change if any.
+async fn entry_update(
+    registry: &RegistryClient,
+    hasher: &LockHasher,
+    key: &str,
+    address: &ProviderAddress,
+    constraint_texts: &[String],
+    existing: Option<&LockEntry>,
+) -> Result<(LockUpdate, Option<(String, Option<String>, String)>), String> {
+    let constraints: Vec<Constraint> = constraint_texts
+        .iter()
+        .filter_map(|c| Constraint::parse(c).ok())
+        .collect();
+    let locked = existing.and_then(|e| e.version.as_deref());
+    let version = choose_version(registry, address, &constraints, locked)
+        .await
+        .map_err(|e| format!("{key}: {e}"))?;
+    let computed = hasher
+        .hashes(address, &version)
+        .await
+        .map_err(|e| format!("{key} {version}: {e}"))?;
+    let same_version = locked.is_some_and(|l| TfVersion::parse(l).is_ok_and(|l| l == version));
+    let hashes: Vec<String> = if same_version {
+        let mut all: BTreeSet<String> = existing
+            .map(|e| e.hashes.iter().cloned().collect())
+            .unwrap_or_default();
+        all.extend(computed.iter().cloned());
+        all.into_iter().collect()
+    } else {
+        computed.to_vec()
+    };
+    let version_text = match locked {
+        Some(l) if same_version => l.to_string(),
+        _ => version.to_string(),
+    };
+    let change = (!same_version).then(|| {
+        (
+            address.to_string(),
+            locked.map(str::to_string),
+            version_text.clone(),
+        )
+    });
+    Ok((
+        LockUpdate {
+            address: existing.map_or_else(|| key.to_string(), |e| e.address.clone()),
+            version: version_text,
+            constraints: constraints_text(constraint_texts),
+            hashes,
+        },
+        change,
+    ))
 }
 
 /// Updates one lock file; returns whether it changed and the version changes.

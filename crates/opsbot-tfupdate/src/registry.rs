@@ -5,10 +5,17 @@
 //! same time (a per-key `OnceCell`), so a run makes one request per distinct provider or
 //! module. Tokens come from `TF_TOKEN_<host>` like Terraform's; they are sent as bearer
 //! tokens to their host only and never logged.
+//!
+//! Reaching a registry works as for Terraform: `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` are
+//! honoured, and the trusted roots are the system's (or `SSL_CERT_FILE`/`SSL_CERT_DIR`,
+//! which replace them as for OpenSSL and Go) plus the PEM certificates of
+//! `OPSBOT_EXTRA_CA_FILE` (a corporate TLS-inspecting proxy, a test CA). Every request is
+//! counted by kind ([`RegistryClient::stats`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use reqwest::Url;
 use serde::Deserialize;
@@ -166,6 +173,114 @@ struct ModuleVersionDoc {
 
 type Shared<T> = Arc<OnceCell<Result<T, RegistryError>>>;
 
+/// What a registry request was for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestKind {
+    /// `/.well-known/terraform.json`
+    Discovery,
+    /// A provider's or module's version list.
+    Versions,
+    /// A provider package's download metadata (`…/download/{os}/{arch}`).
+    PackageMeta,
+    /// `SHA256SUMS` and its signature.
+    Checksums,
+    /// A provider package (zip).
+    Archive,
+}
+
+/// Requests a [`RegistryClient`] made, by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestStats {
+    pub discovery: usize,
+    pub versions: usize,
+    pub package_meta: usize,
+    pub checksums: usize,
+    pub archives: usize,
+}
+
+impl RequestStats {
+    pub fn total(&self) -> usize {
+        self.discovery + self.versions + self.package_meta + self.checksums + self.archives
+    }
+}
+
+impl std::fmt::Display for RequestStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} registry requests ({} discovery, {} version lists, {} package metadata, {} checksum documents/signatures, {} package downloads)",
+            self.total(),
+            self.discovery,
+            self.versions,
+            self.package_meta,
+            self.checksums,
+            self.archives
+        )
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counters([AtomicUsize; 5]);
+
+impl Counters {
+    fn add(&self, kind: RequestKind) {
+        let i = match kind {
+            RequestKind::Discovery => 0,
+            RequestKind::Versions => 1,
+            RequestKind::PackageMeta => 2,
+            RequestKind::Checksums => 3,
+            RequestKind::Archive => 4,
+        };
+        self.0[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> RequestStats {
+        let n = |i: usize| self.0[i].load(Ordering::Relaxed);
+        RequestStats {
+            discovery: n(0),
+            versions: n(1),
+            package_meta: n(2),
+            checksums: n(3),
+            archives: n(4),
+        }
+    }
+}
+
+/// `err` and its sources, `: `-separated (reqwest's own message hides the cause: an
+/// unknown certificate issuer, a refused proxy connection).
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        let text = e.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = e.source();
+    }
+    out
+}
+
+/// Extra trusted roots: the PEM certificates in `OPSBOT_EXTRA_CA_FILE`.
+fn extra_roots() -> Result<Vec<reqwest::Certificate>, RegistryError> {
+    let Some(path) = std::env::var_os("OPSBOT_EXTRA_CA_FILE").filter(|p| !p.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let pem = std::fs::read(&path).map_err(|e| {
+        RegistryError::Other(format!(
+            "OPSBOT_EXTRA_CA_FILE {}: {e}",
+            std::path::Path::new(&path).display()
+        ))
+    })?;
+    reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+        RegistryError::Other(format!(
+            "OPSBOT_EXTRA_CA_FILE {}: not PEM certificates: {e}",
+            std::path::Path::new(&path).display()
+        ))
+    })
+}
+
 /// A registry's base URL and its discovered services.
 type Services = Arc<(Url, Discovery)>;
 
@@ -178,8 +293,13 @@ pub struct RegistryClient {
     discovery: Mutex<HashMap<String, Shared<Services>>>,
     providers: Mutex<HashMap<ProviderAddress, Shared<Arc<Vec<ProviderRelease>>>>>,
     modules: Mutex<HashMap<ModuleAddress, Shared<Arc<Vec<TfVersion>>>>>,
+    packages: Mutex<HashMap<PackageKey, Shared<ProviderPackage>>>,
     requests: AtomicUsize,
+    counters: Counters,
 }
+
+/// `(provider, version, os, arch)`
+type PackageKey = (ProviderAddress, String, String, String);
 
 fn shared<K: std::hash::Hash + Eq + Clone, T>(
     map: &Mutex<HashMap<K, Shared<T>>>,
@@ -225,11 +345,17 @@ fn host_key(url: &Url) -> String {
 impl RegistryClient {
     pub fn new(options: RegistryOptions) -> Result<RegistryClient, RegistryError> {
         let base = parse_base_url(&options.base_url)?;
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .user_agent(concat!("opsbot-tfupdate/", env!("CARGO_PKG_VERSION")))
             .timeout(options.timeout)
-            .build()
-            .map_err(|e| RegistryError::Other(format!("cannot build HTTP client: {e}")))?;
+            .connect_timeout(Duration::from_secs(30).min(options.timeout));
+        let extra = extra_roots()?;
+        if !extra.is_empty() {
+            builder = builder.tls_certs_merge(extra);
+        }
+        let http = builder.build().map_err(|e| {
+            RegistryError::Other(format!("cannot build HTTP client: {}", error_chain(&e)))
+        })?;
         Ok(RegistryClient {
             http,
             base,
@@ -237,7 +363,9 @@ impl RegistryClient {
             discovery: Mutex::default(),
             providers: Mutex::default(),
             modules: Mutex::default(),
+            packages: Mutex::default(),
             requests: AtomicUsize::new(0),
+            counters: Counters::default(),
         })
     }
 
@@ -249,6 +377,24 @@ impl RegistryClient {
     /// How many HTTP requests this client has made.
     pub fn requests_made(&self) -> usize {
         self.requests.load(Ordering::Relaxed)
+    }
+
+    /// The requests this client has made, by kind.
+    pub fn stats(&self) -> RequestStats {
+        self.counters.get()
+    }
+
+    /// `address` with the host left out when it is the default registry's, so that
+    /// `hashicorp/aws` and `registry.terraform.io/hashicorp/aws` share one cache entry.
+    fn canonical(&self, address: &ProviderAddress) -> ProviderAddress {
+        let mut a = address.clone();
+        if a.host
+            .as_deref()
+            .is_some_and(|h| h.eq_ignore_ascii_case(&host_key(&self.base)))
+        {
+            a.host = None;
+        }
+        a
     }
 
     fn base_for(&self, host: Option<&str>) -> Result<Url, RegistryError> {
@@ -264,8 +410,9 @@ impl RegistryClient {
         self.tokens.get(&host).map(String::as_str)
     }
 
-    async fn get(&self, url: &Url) -> Result<reqwest::Response, RegistryError> {
+    async fn get(&self, url: &Url, kind: RequestKind) -> Result<reqwest::Response, RegistryError> {
         self.requests.fetch_add(1, Ordering::Relaxed);
+        self.counters.add(kind);
         let mut req = self.http.get(url.clone());
         if let Some(token) = self.token_for(url) {
             req = req.bearer_auth(token);
@@ -273,7 +420,7 @@ impl RegistryClient {
         tracing::debug!(%url, "registry request");
         let resp = req.send().await.map_err(|e| RegistryError::Http {
             url: url.to_string(),
-            message: e.to_string(),
+            message: error_chain(&e),
         })?;
         let status = resp.status();
         if !status.is_success() {
@@ -300,11 +447,12 @@ impl RegistryClient {
     async fn get_json<T: serde::de::DeserializeOwned>(
         &self,
         url: &Url,
+        kind: RequestKind,
     ) -> Result<T, RegistryError> {
-        let resp = self.get(url).await?;
+        let resp = self.get(url, kind).await?;
         let bytes = resp.bytes().await.map_err(|e| RegistryError::Http {
             url: url.to_string(),
-            message: e.to_string(),
+            message: error_chain(&e),
         })?;
         serde_json::from_slice(&bytes).map_err(|e| RegistryError::Decode {
             url: url.to_string(),
@@ -314,14 +462,23 @@ impl RegistryClient {
 
     /// Downloads `url` (absolute, or relative to the registry base) into memory.
     pub async fn get_bytes(&self, url: &str) -> Result<Vec<u8>, RegistryError> {
+        self.get_bytes_as(url, RequestKind::Archive).await
+    }
+
+    /// [`Self::get_bytes`], counted as `kind`.
+    pub async fn get_bytes_as(
+        &self,
+        url: &str,
+        kind: RequestKind,
+    ) -> Result<Vec<u8>, RegistryError> {
         let url = self.base.join(url).map_err(|e| RegistryError::BadUrl {
             url: url.to_string(),
             message: e.to_string(),
         })?;
-        let resp = self.get(&url).await?;
+        let resp = self.get(&url, kind).await?;
         let bytes = resp.bytes().await.map_err(|e| RegistryError::Http {
             url: url.to_string(),
-            message: e.to_string(),
+            message: error_chain(&e),
         })?;
         Ok(bytes.to_vec())
     }
@@ -336,7 +493,7 @@ impl RegistryClient {
                         url: base.to_string(),
                         message: e.to_string(),
                     })?;
-            let doc: Discovery = self.get_json(&url).await?;
+            let doc: Discovery = self.get_json(&url, RequestKind::Discovery).await?;
             Ok(Arc::new((base.clone(), doc)))
         })
         .await
@@ -377,6 +534,7 @@ impl RegistryClient {
         &self,
         address: &ProviderAddress,
     ) -> Result<Arc<Vec<ProviderRelease>>, RegistryError> {
+        let address = &self.canonical(address);
         let cell = shared(&self.providers, address);
         cell.get_or_init(|| async {
             let base = self
@@ -386,7 +544,7 @@ impl RegistryClient {
                 &base,
                 &format!("{}/{}/versions", address.namespace, address.name),
             )?;
-            let doc: ProviderVersionsDoc = self.get_json(&url).await?;
+            let doc: ProviderVersionsDoc = self.get_json(&url, RequestKind::Versions).await?;
             let releases: Vec<ProviderRelease> = doc
                 .versions
                 .into_iter()
@@ -425,7 +583,7 @@ impl RegistryClient {
                     address.namespace, address.name, address.system
                 ),
             )?;
-            let doc: ModuleVersionsDoc = self.get_json(&url).await?;
+            let doc: ModuleVersionsDoc = self.get_json(&url, RequestKind::Versions).await?;
             let versions: Vec<TfVersion> = doc
                 .modules
                 .into_iter()
@@ -443,7 +601,7 @@ impl RegistryClient {
         .clone()
     }
 
-    /// Download metadata of one provider package.
+    /// Download metadata of one provider package (one request per package per client).
     pub async fn provider_package(
         &self,
         address: &ProviderAddress,
@@ -451,31 +609,43 @@ impl RegistryClient {
         os: &str,
         arch: &str,
     ) -> Result<ProviderPackage, RegistryError> {
-        let base = self
-            .service_url(address.host.as_deref(), "providers.v1")
-            .await?;
-        let url = Self::join(
-            &base,
-            &format!(
-                "{}/{}/{}/download/{os}/{arch}",
-                address.namespace, address.name, version
-            ),
-        )?;
-        let mut pkg: ProviderPackage = self.get_json(&url).await?;
-        // relative URLs are relative to the download endpoint
-        for field in [
-            &mut pkg.download_url,
-            &mut pkg.shasums_url,
-            &mut pkg.shasums_signature_url,
-        ] {
-            if field.is_empty() {
-                continue;
+        let address = &self.canonical(address);
+        let key = (
+            address.clone(),
+            version.as_str().to_string(),
+            os.to_string(),
+            arch.to_string(),
+        );
+        let cell = shared(&self.packages, &key);
+        cell.get_or_init(|| async {
+            let base = self
+                .service_url(address.host.as_deref(), "providers.v1")
+                .await?;
+            let url = Self::join(
+                &base,
+                &format!(
+                    "{}/{}/{}/download/{os}/{arch}",
+                    address.namespace, address.name, version
+                ),
+            )?;
+            let mut pkg: ProviderPackage = self.get_json(&url, RequestKind::PackageMeta).await?;
+            // relative URLs are relative to the download endpoint
+            for field in [
+                &mut pkg.download_url,
+                &mut pkg.shasums_url,
+                &mut pkg.shasums_signature_url,
+            ] {
+                if field.is_empty() {
+                    continue;
+                }
+                if let Ok(abs) = url.join(field) {
+                    *field = abs.to_string();
+                }
             }
-            if let Ok(abs) = url.join(field) {
-                *field = abs.to_string();
-            }
-        }
-        Ok(pkg)
+            Ok(pkg)
+        })
+        .await
+        .clone()
     }
 }
 

@@ -202,7 +202,12 @@ async fn opens_once_then_keeps_then_supersedes() {
 
     let tf = pull(&pulls, "Terraform");
     assert_eq!(tf.title, "Bump Terraform from 1.5.7 to 1.9.8");
-    assert_eq!(tf.head, "opsbot/tfupdate/terraform-1.9.8");
+    assert_eq!(tf.head, "opsbot/tfupdate/terraform");
+    assert!(
+        tf.body.contains("<summary>Terraform v1.9.8</summary>"),
+        "release notes inline: {}",
+        tf.body
+    );
     assert_eq!(tf.base, "main");
     assert!(
         tf.body
@@ -280,7 +285,7 @@ async fn opens_once_then_keeps_then_supersedes() {
     let vpc = pull(&pulls, "terraform-aws-modules/vpc/aws");
     assert_eq!(
         vpc.head,
-        "opsbot/tfupdate/module-terraform-aws-modules-vpc-aws-5.13.0"
+        "opsbot/tfupdate/module-terraform-aws-modules-vpc-aws"
     );
     let net = w
         .gh_fake
@@ -296,44 +301,20 @@ async fn opens_once_then_keeps_then_supersedes() {
         VERSIONS_TF
     );
 
-    // second run: nothing new
+    // second run: nothing new, and not one write
+    w.gh_fake.clear_requests();
     let report = run(&w, config()).await;
     assert!(report.opened.is_empty(), "{report:?}");
-    assert_eq!(report.kept.len(), 4);
+    assert_eq!(report.kept.len(), 4, "{report:?}");
     assert_eq!(w.gh_fake.pulls(REPO).len(), 4);
+    let writes: Vec<_> = w
+        .gh_fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.method != "GET")
+        .collect();
+    assert!(writes.is_empty(), "nothing to do, yet: {writes:?}");
 
-    // a newer aws release: a new PR, the old one closed with a pointer to it
-    w.reg.add_provider(
-        "hashicorp",
-        "aws",
-        "5.71.0",
-        &["linux_amd64", "darwin_arm64"],
-    );
-    let report = run(&w, config()).await;
-    assert_eq!(report.opened.len(), 1, "{report:?}");
-    assert_eq!(report.closed.len(), 1, "{report:?}");
-    let all = w.gh_fake.pulls(REPO);
-    let old = all.iter().find(|p| p.number == aws.number).unwrap();
-    assert_eq!(old.state, "closed");
-    let new = all
-        .iter()
-        .find(|p| p.title == "Bump hashicorp/aws from 5.31.0 to 5.71.0")
-        .unwrap();
-    assert_eq!(new.state, "open");
-    assert!(
-        old.comments
-            .iter()
-            .any(|c| c.contains(&format!("Superseded by #{}", new.number))),
-        "{:?}",
-        old.comments
-    );
-    assert!(
-        !w.gh_fake.branches(REPO).contains(&aws.head),
-        "old branch deleted"
-    );
-    assert_eq!(open_pulls(&w).len(), 4);
-
-    // a PR closed by a person is not reopened for the same version
     let settings = GitHubSettings {
         api_url: w.gh_fake.url(),
         repository: None,
@@ -341,6 +322,91 @@ async fn opens_once_then_keeps_then_supersedes() {
         retry: RetryPolicy::default(),
     };
     let gh = GitHub::connect(&settings).await.unwrap();
+    let repo = RepoRef::new("acme", "infra");
+    let head_of = |branch: String| {
+        let gh = gh.clone();
+        let repo = repo.clone();
+        async move {
+            let r = gh
+                .git_ref(&repo, &format!("heads/{branch}"))
+                .await
+                .unwrap()
+                .unwrap();
+            let c = gh.git_commit(&repo, &r.object.sha).await.unwrap();
+            (r.object.sha, c.parents[0].sha.clone())
+        }
+    };
+
+    // the base moves: every open PR is rebuilt on it in place (same numbers)
+    let (aws_head, aws_parent) = head_of(aws.head.clone()).await;
+    let new_main = w
+        .gh_fake
+        .commit_files(REPO, "main", &[("README.md", "infra\n")], "docs");
+    assert_ne!(aws_parent, new_main);
+    let report = run(&w, config()).await;
+    assert!(report.opened.is_empty(), "{report:?}");
+    assert_eq!(report.refreshed.len(), 4, "{report:?}");
+    assert_eq!(w.gh_fake.pulls(REPO).len(), 4, "no duplicate");
+    let (head2, parent2) = head_of(aws.head.clone()).await;
+    assert_ne!(head2, aws_head, "a new head commit");
+    assert_eq!(parent2, new_main, "on the new base");
+    assert_eq!(
+        w.gh_fake.file(REPO, &aws.head, "README.md").as_deref(),
+        Some("infra\n")
+    );
+    let now = w.gh_fake.pulls(REPO);
+    let aws_now = now.iter().find(|p| p.number == aws.number).unwrap();
+    let m: opsbot_tfupdate::plan::PrMarker =
+        opsbot_core::github::marker::find(&aws_now.body, opsbot_tfupdate::plan::MARKER_KIND)
+            .unwrap();
+    assert_eq!(m.base.as_deref(), Some(new_main.as_str()));
+    assert_eq!(m.head.as_deref(), Some(head2.as_str()));
+
+    // a newer aws release: the same PR is updated to it, not a new one
+    w.reg.add_provider(
+        "hashicorp",
+        "aws",
+        "5.71.0",
+        &["linux_amd64", "darwin_arm64"],
+    );
+    let report = run(&w, config()).await;
+    assert!(report.opened.is_empty(), "{report:?}");
+    assert!(report.closed.is_empty(), "{report:?}");
+    assert_eq!(report.refreshed.len(), 1, "{report:?}");
+    let all = w.gh_fake.pulls(REPO);
+    assert_eq!(all.len(), 4, "never a duplicate");
+    let same = all.iter().find(|p| p.number == aws.number).unwrap();
+    assert_eq!(same.state, "open");
+    assert_eq!(same.title, "Bump hashicorp/aws from 5.31.0 to 5.71.0");
+    assert!(same.body.contains("hashicorp/aws@5.71.0"), "{}", same.body);
+    let aws_file = w
+        .gh_fake
+        .file(REPO, &aws.head, "envs/prod/versions.tf")
+        .unwrap();
+    assert!(aws_file.contains("version = \"5.71.0\" # pinned on purpose"));
+    let lock = w
+        .gh_fake
+        .file(REPO, &aws.head, "envs/prod/.terraform.lock.hcl")
+        .unwrap();
+    assert!(lock.contains("version     = \"5.71.0\""), "{lock}");
+    let (_, parent3) = head_of(aws.head.clone()).await;
+    assert_eq!(parent3, new_main);
+    assert_eq!(open_pulls(&w).len(), 4);
+
+    // and again nothing to do: no writes
+    w.gh_fake.clear_requests();
+    let report = run(&w, config()).await;
+    assert!(
+        report.refreshed.is_empty() && report.opened.is_empty(),
+        "{report:?}"
+    );
+    assert!(
+        w.gh_fake.requests().iter().all(|r| r.method == "GET"),
+        "{:?}",
+        w.gh_fake.requests()
+    );
+
+    // a PR closed by a person is not reopened for the same version
     gh.update_pull(
         &RepoRef::new("acme", "infra"),
         vpc.number,
@@ -384,7 +450,7 @@ async fn grouping_limits_and_broken_files() {
         providers.title,
         "Bump providers: hashicorp/aws 5.70.0, hashicorp/random 3.6.3"
     );
-    assert!(providers.head.starts_with("opsbot/tfupdate/providers-"));
+    assert_eq!(providers.head, "opsbot/tfupdate/providers");
     let file = w
         .gh_fake
         .file(REPO, &providers.head, "envs/prod/versions.tf")

@@ -1,6 +1,9 @@
 //! The GitHub side, through opsbot-core's client (the only GitHub client): release
 //! listings for [`GithubReleases`].
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use opsbot_core::github::GitHub;
 use opsbot_core::{GitHubSettings, RepoRef};
 use tokio::sync::OnceCell;
@@ -9,11 +12,15 @@ use crate::release::{GithubRelease, GithubReleases};
 
 /// GitHub releases via the core client. The client is connected on first use, so bumps
 /// with `-v` never touch GitHub, and a bad configuration is reported only when needed.
+/// Each repository's releases are listed once per run (versions and release notes).
 #[derive(Debug)]
 pub struct CoreGithub {
     settings: Result<GitHubSettings, String>,
     client: OnceCell<Result<GitHub, String>>,
+    listed: Mutex<HashMap<String, Listing>>,
 }
+
+type Listing = Arc<OnceCell<Result<Vec<GithubRelease>, String>>>;
 
 impl CoreGithub {
     /// With an already connected client.
@@ -21,6 +28,7 @@ impl CoreGithub {
         CoreGithub {
             settings: Err("unused".to_string()),
             client: OnceCell::new_with(Some(Ok(client))),
+            listed: Mutex::default(),
         }
     }
 
@@ -29,6 +37,7 @@ impl CoreGithub {
         CoreGithub {
             settings: Ok(settings),
             client: OnceCell::new(),
+            listed: Mutex::default(),
         }
     }
 
@@ -37,6 +46,7 @@ impl CoreGithub {
         CoreGithub {
             settings: GitHubSettings::from_env().map_err(|e| e.to_string()),
             client: OnceCell::new(),
+            listed: Mutex::default(),
         }
     }
 
@@ -55,19 +65,34 @@ impl CoreGithub {
 
 impl GithubReleases for CoreGithub {
     async fn releases(&self, owner: &str, repo: &str) -> Result<Vec<GithubRelease>, String> {
-        let gh = self.client().await?;
-        let releases = gh
-            .releases(&RepoRef::new(owner, repo))
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(releases
-            .into_iter()
-            .map(|r| GithubRelease {
-                tag: r.tag_name,
-                prerelease: r.prerelease,
-                draft: r.draft,
-                html_url: r.html_url,
-            })
-            .collect())
+        let cell = {
+            let mut map = self
+                .listed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            map.entry(format!("{owner}/{repo}").to_ascii_lowercase())
+                .or_default()
+                .clone()
+        };
+        cell.get_or_init(|| async {
+            let gh = self.client().await?;
+            let releases = gh
+                .releases(&RepoRef::new(owner, repo))
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(releases
+                .into_iter()
+                .map(|r| GithubRelease {
+                    tag: r.tag_name,
+                    name: r.name.unwrap_or_default(),
+                    prerelease: r.prerelease,
+                    draft: r.draft,
+                    html_url: r.html_url,
+                    body: r.body.unwrap_or_default(),
+                })
+                .collect())
+        })
+        .await
+        .clone()
     }
 }

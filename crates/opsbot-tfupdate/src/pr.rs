@@ -18,8 +18,8 @@ use crate::lock::{LockHasher, Overlay, Platform, lock_dirs, locked_text};
 use crate::module_source::{ModuleAddress, normalize, ref_version};
 use crate::pins::{PinKind, ProviderAddress};
 use crate::plan::{
-    CloseReason, ExistingPr, FileChange, Grouping, MARKER_KIND, PrAction, PrMarker, TargetKind,
-    TargetUpdate, UpdateGroup, group_key, plan,
+    CloseReason, ExistingPr, FileChange, Grouping, MARKER_KIND, PrAction, PrMarker, RefreshReason,
+    TargetKind, TargetUpdate, UpdateGroup, group_key, plan,
 };
 use crate::registry::RegistryClient;
 use crate::release::{GithubReleases, Release, Releases};
@@ -118,6 +118,11 @@ pub struct PrReport {
     /// `(number, title)`; number 0 in a dry run.
     pub opened: Vec<(u64, String)>,
     pub kept: Vec<(u64, String)>,
+    /// Open pull requests rebuilt in place (base moved, or a newer release): `(number,
+    /// title and why)`.
+    pub refreshed: Vec<(u64, String)>,
+    /// Open pull requests whose title or body was rewritten (release notes changed).
+    pub rewritten: Vec<(u64, String)>,
     pub closed: Vec<(u64, String)>,
     pub declined: Vec<(u64, String)>,
     pub deferred: Vec<String>,
@@ -292,6 +297,8 @@ fn changes_for(c: &Candidate, release: &Release, files: &[ScannedFile]) -> Optio
             from,
             to: release.version.to_string(),
             notes_url: release.notes_url.clone(),
+            notes: Vec::new(),
+            releases_url: None,
         },
         target: c.target.clone(),
         version: release.version.clone(),
@@ -404,6 +411,8 @@ pub async fn run_pr_job<G: GithubReleases>(job: PrJob<'_, G>) -> Result<PrReport
                 from: vec![],
                 to: String::new(),
                 notes_url: String::new(),
+                notes: Vec::new(),
+                releases_url: None,
             },
         );
         match lookup {
@@ -446,25 +455,60 @@ pub async fn run_pr_job<G: GithubReleases>(job: PrJob<'_, G>) -> Result<PrReport
             key,
             updates: members.iter().map(|m| m.update.clone()).collect(),
             files: files.into_iter().map(|(_, f)| f).collect(),
+            lock_platforms: Vec::new(),
         });
     }
 
     // 6. the job's pull requests: open ones, and closed ones for the same update
+    let base_branch = match &config.base {
+        Some(b) => b.clone(),
+        None => job.gh.repository(&job.repo).await?.default_branch,
+    };
+    let base_head = job
+        .gh
+        .git_ref(&job.repo, &format!("heads/{base_branch}"))
+        .await?
+        .ok_or_else(|| {
+            PrError::Files(format!(
+                "base branch `{base_branch}` not found in {}",
+                job.repo
+            ))
+        })?;
+    let base_sha = base_head.object.sha.clone();
     let open = job.gh.list_pulls(&job.repo, "open", None).await?;
-    let mut existing: Vec<ExistingPr> = open
+    let mut existing: Vec<ExistingPr> = Vec::new();
+    let mut shown: HashMap<u64, (String, String)> = HashMap::new();
+    for p in open
         .iter()
         .filter(|p| p.head.name.starts_with(&config.branch_prefix))
-        .filter_map(|p| {
-            let m: PrMarker = marker::find(p.body.as_deref().unwrap_or_default(), MARKER_KIND)?;
-            Some(ExistingPr {
-                number: p.number,
-                branch: p.head.name.clone(),
-                open: true,
-                merged: false,
-                marker: m,
-            })
-        })
-        .collect();
+    {
+        let body = p.body.as_deref().unwrap_or_default();
+        let Some(m) = marker::find::<PrMarker>(body, MARKER_KIND) else {
+            continue;
+        };
+        // the base the branch is built on: from the marker while the branch is as the
+        // job left it, else the head commit's parent
+        let based_on = match (&m.head, &m.base) {
+            (Some(head), Some(base)) if *head == p.head.sha => Some(base.clone()),
+            _ if p.head.sha.is_empty() => None,
+            _ => job
+                .gh
+                .git_commit(&job.repo, &p.head.sha)
+                .await
+                .ok()
+                .and_then(|c| c.parents.first().map(|s| s.sha.clone())),
+        };
+        shown.insert(p.number, (p.title.clone(), body.to_string()));
+        existing.push(ExistingPr {
+            number: p.number,
+            branch: p.head.name.clone(),
+            open: true,
+            merged: false,
+            marker: m,
+            head_sha: (!p.head.sha.is_empty()).then(|| p.head.sha.clone()),
+            based_on,
+        });
+    }
     for group in &groups {
         let identity = group.identity();
         if existing.iter().any(|e| e.marker.identity == identity) {
@@ -481,13 +525,21 @@ pub async fn run_pr_job<G: GithubReleases>(job: PrJob<'_, G>) -> Result<PrReport
                     open: false,
                     merged: p.merged,
                     marker: m,
+                    head_sha: None,
+                    based_on: None,
                 });
             }
         }
     }
 
     // 7. plan
-    let actions = plan(&groups, &current_keys, &existing, config.max_open_prs);
+    let actions = plan(
+        &groups,
+        &current_keys,
+        &existing,
+        config.max_open_prs,
+        Some(&base_sha),
+    );
     tracing::info!(
         groups = groups.len(),
         actions = actions.len(),
@@ -495,89 +547,133 @@ pub async fn run_pr_job<G: GithubReleases>(job: PrJob<'_, G>) -> Result<PrReport
     );
 
     // 8. carry it out: opens first (their numbers are needed for the closing comments)
-    let base_branch = match &config.base {
-        Some(b) => b.clone(),
-        None => job.gh.repository(&job.repo).await?.default_branch,
-    };
     let mut group_numbers: HashMap<usize, u64> = HashMap::new();
-    let mut base_state: Option<(String, String)> = None;
-    let hasher = LockHasher::new(job.registry.clone(), platforms, config.cache_dir.clone());
+    let mut base_tree: Option<String> = None;
+    let hasher = LockHasher::new(
+        job.registry.clone(),
+        platforms.clone(),
+        config.cache_dir.clone(),
+    );
     let lock_roots = if config.lock {
         lock_dirs(&scan_root, &walk).map_err(|e| PrError::Files(e.message))?
     } else {
         Vec::new()
     };
+    let finish = Finish {
+        job: &job,
+        hasher: &hasher,
+        lock_roots: &lock_roots,
+        platforms: &platforms,
+    };
     for action in &actions {
-        match action {
-            PrAction::Keep { group, number } => {
+        let (group, existing_pr) = match action {
+            PrAction::Keep { group, number } => (*group, Some(*number)),
+            PrAction::Refresh { group, number, .. } => (*group, Some(*number)),
+            PrAction::Open { group } => (*group, None),
+            PrAction::KeepEdited { group, number } => {
                 group_numbers.insert(*group, *number);
                 report.kept.push((*number, groups[*group].title()));
+                report.errors.push(format!(
+                    "#{number} ({}) is out of date but has commits not made by opsbot: not refreshed",
+                    groups[*group].title()
+                ));
+                continue;
             }
             PrAction::Declined { group, number } => {
-                report.declined.push((*number, groups[*group].title()))
+                report.declined.push((*number, groups[*group].title()));
+                continue;
             }
-            PrAction::Deferred { group } => report.deferred.push(groups[*group].title()),
-            PrAction::Open { group } => {
-                let mut g = groups[*group].clone();
-                if g.updates.iter().any(|u| u.kind == TargetKind::Provider)
-                    && !lock_roots.is_empty()
-                {
-                    let overlay: Overlay = group_paths[*group]
-                        .iter()
-                        .cloned()
-                        .zip(g.files.iter().map(|f| f.content.clone()))
-                        .collect();
-                    for dir in &lock_roots {
-                        let with = locked_text(dir, &overlay, &hasher, &job.registry).await;
-                        let without =
-                            locked_text(dir, &Overlay::new(), &hasher, &job.registry).await;
-                        match (with, without) {
-                            (Ok((_, new, _)), Ok((_, baseline, _))) if new != baseline => {
-                                g.files.push(FileChange {
-                                    path: rel_path(
-                                        &job.checkout,
-                                        &dir.join(crate::lock::LOCK_FILE),
-                                    ),
-                                    pins: 0,
-                                    content: new,
-                                });
-                            }
-                            (Err(e), _) | (_, Err(e)) => report.errors.push(format!(
-                                "{}: lock file not updated: {}",
-                                g.title(),
-                                e.message
-                            )),
-                            _ => {}
-                        }
-                    }
+            PrAction::Deferred { group } => {
+                report.deferred.push(groups[*group].title());
+                continue;
+            }
+            PrAction::Close { .. } => continue,
+        };
+        let g = finish
+            .complete(&groups[group], &group_paths[group], &mut report)
+            .await;
+        let title = g.title();
+        if let Some(number) = existing_pr {
+            group_numbers.insert(group, number);
+        }
+        match action {
+            PrAction::Keep { number, .. } => {
+                // same update on the same base: only the title and body, if they differ
+                let pr = existing.iter().find(|e| e.number == *number);
+                let marker = PrMarker {
+                    base: pr.and_then(|p| p.marker.base.clone()),
+                    head: pr.and_then(|p| p.marker.head.clone()),
+                    ..g.marker()
+                };
+                let body = g.body_with(&marker);
+                let same = shown
+                    .get(number)
+                    .is_some_and(|(t, b)| *t == title && *b == body);
+                if !same && !job.dry_run {
+                    job.gh
+                        .update_pull(
+                            &job.repo,
+                            *number,
+                            &PullRequestPatch {
+                                title: Some(title.clone()),
+                                body: Some(body),
+                                ..PullRequestPatch::default()
+                            },
+                        )
+                        .await?;
                 }
-                let title = g.title();
+                if same {
+                    report.kept.push((*number, title));
+                } else {
+                    report.rewritten.push((*number, title));
+                }
+            }
+            PrAction::Refresh {
+                number,
+                branch,
+                reason,
+                ..
+            } => {
+                if !job.dry_run {
+                    let tree = base_tree_of(job.gh, &job.repo, &base_sha, &mut base_tree).await?;
+                    let head = commit_group(&job, &g, &base_sha, &tree).await?;
+                    job.gh
+                        .update_ref(&job.repo, &format!("heads/{branch}"), &head, true)
+                        .await?;
+                    let marker = PrMarker {
+                        base: Some(base_sha.clone()),
+                        head: Some(head),
+                        ..g.marker()
+                    };
+                    job.gh
+                        .update_pull(
+                            &job.repo,
+                            *number,
+                            &PullRequestPatch {
+                                title: Some(title.clone()),
+                                body: Some(g.body_with(&marker)),
+                                ..PullRequestPatch::default()
+                            },
+                        )
+                        .await?;
+                }
+                let why = match reason {
+                    RefreshReason::BaseMoved => format!("rebuilt on {base_branch}"),
+                    RefreshReason::Superseded { was } => format!("was {was}"),
+                };
+                report.refreshed.push((*number, format!("{title} ({why})")));
+            }
+            PrAction::Open { .. } => {
                 if job.dry_run {
                     report.opened.push((0, title));
                     continue;
                 }
-                if base_state.is_none() {
-                    let head = job
-                        .gh
-                        .git_ref(&job.repo, &format!("heads/{base_branch}"))
-                        .await?
-                        .ok_or_else(|| {
-                            PrError::Files(format!(
-                                "base branch `{base_branch}` not found in {}",
-                                job.repo
-                            ))
-                        })?;
-                    let commit = job.gh.git_commit(&job.repo, &head.object.sha).await?;
-                    base_state = Some((head.object.sha, commit.tree.sha));
-                }
-                let Some((base_sha, base_tree)) = base_state.clone() else {
-                    continue;
-                };
-                let number = open_pr(&job, &g, &base_branch, &base_sha, &base_tree).await?;
-                group_numbers.insert(*group, number);
+                let tree = base_tree_of(job.gh, &job.repo, &base_sha, &mut base_tree).await?;
+                let number = open_pr(&job, &g, &base_branch, &base_sha, &tree).await?;
+                group_numbers.insert(group, number);
                 report.opened.push((number, title));
             }
-            PrAction::Close { .. } => {}
+            _ => {}
         }
     }
     for action in &actions {
@@ -610,10 +706,14 @@ pub async fn run_pr_job<G: GithubReleases>(job: PrJob<'_, G>) -> Result<PrReport
                     },
                 )
                 .await?;
-            if let Err(e) = job
-                .gh
-                .delete_ref(&job.repo, &format!("heads/{branch}"))
-                .await
+            let in_use = groups
+                .iter()
+                .any(|g| g.branch(&config.branch_prefix) == *branch);
+            if !in_use
+                && let Err(e) = job
+                    .gh
+                    .delete_ref(&job.repo, &format!("heads/{branch}"))
+                    .await
             {
                 tracing::warn!(branch, error = %e, "cannot delete the branch of a closed pull request");
             }
@@ -621,6 +721,162 @@ pub async fn run_pr_job<G: GithubReleases>(job: PrJob<'_, G>) -> Result<PrReport
         report.closed.push((*number, comment));
     }
     Ok(report)
+}
+
+/// What completes a group before it is pushed: lock files and release notes (I/O).
+struct Finish<'a, 'j, G> {
+    job: &'a PrJob<'j, G>,
+    hasher: &'a LockHasher,
+    lock_roots: &'a [PathBuf],
+    platforms: &'a [Platform],
+}
+
+impl<G: GithubReleases> Finish<'_, '_, G> {
+    async fn complete(
+        &self,
+        group: &UpdateGroup,
+        paths: &[PathBuf],
+        report: &mut PrReport,
+    ) -> UpdateGroup {
+        let job = self.job;
+        let mut g = group.clone();
+        let providers: BTreeSet<String> = g
+            .updates
+            .iter()
+            .filter(|u| u.kind == TargetKind::Provider)
+            .map(|u| u.name.to_ascii_lowercase())
+            .collect();
+        if !providers.is_empty() && !self.lock_roots.is_empty() {
+            let overlay: Overlay = paths
+                .iter()
+                .cloned()
+                .zip(g.files.iter().map(|f| f.content.clone()))
+                .collect();
+            let overlay = &overlay;
+            let locks = futures::future::join_all(self.lock_roots.iter().map(|dir| async move {
+                let result = locked_text(dir, overlay, self.hasher, &job.registry).await;
+                (dir, result)
+            }))
+            .await;
+            for (dir, result) in locks {
+                match result {
+                    Ok((text, new, versions)) if new != text => {
+                        // only lock files this group's changes move: a file of the group
+                        // in the directory, or one of its providers at another version
+                        let touched = paths.iter().any(|p| p.parent() == Some(dir.as_path()))
+                            || versions.iter().any(|(a, _, _)| {
+                                ProviderAddress::parse(a).is_some_and(|a| {
+                                    providers.contains(&a.short().to_ascii_lowercase())
+                                }) || providers
+                                    .iter()
+                                    .any(|p| a.to_ascii_lowercase().ends_with(p.as_str()))
+                            });
+                        if touched {
+                            g.files.push(FileChange {
+                                path: rel_path(&job.checkout, &dir.join(crate::lock::LOCK_FILE)),
+                                pins: 0,
+                                content: new,
+                            });
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => report.errors.push(format!(
+                        "{}: lock file not updated: {}",
+                        g.title(),
+                        e.message
+                    )),
+                }
+            }
+            if g.files.iter().any(|f| f.pins == 0) {
+                g.lock_platforms = self.platforms.iter().map(|p| p.to_string()).collect();
+            }
+        }
+        for u in &mut g.updates {
+            self.add_notes(u).await;
+        }
+        g
+    }
+
+    /// The release notes of `u`'s source repository between the old and new versions.
+    async fn add_notes(&self, u: &mut TargetUpdate) {
+        let config = &self.job.config;
+        let target = match u.kind {
+            TargetKind::Terraform => Target::Terraform,
+            TargetKind::Provider => match ProviderSpec::parse(&u.name) {
+                Ok(spec) => Target::Provider(spec),
+                Err(_) => return,
+            },
+            TargetKind::Module => Target::Module {
+                source: u.name.clone(),
+                git_ref: false,
+                regex: None,
+            },
+        };
+        let Some((owner, repo)) = crate::release::notes_repo(&target, &config.core_repo, None)
+        else {
+            return;
+        };
+        let Ok(to) = TfVersion::parse(&u.to) else {
+            return;
+        };
+        match self.job.releases.github.releases(&owner, &repo).await {
+            Ok(releases) => {
+                u.notes = crate::release::notes_between(
+                    &releases,
+                    crate::plan::from_floor(&u.from).as_ref(),
+                    &to,
+                );
+                u.releases_url = Some(format!("https://github.com/{owner}/{repo}/releases"));
+            }
+            Err(e) => {
+                tracing::warn!(repo = %format!("{owner}/{repo}"), error = %e, "no release notes");
+            }
+        }
+    }
+}
+
+/// The tree of the base commit (read once).
+async fn base_tree_of(
+    gh: &GitHub,
+    repo: &RepoRef,
+    base_sha: &str,
+    cached: &mut Option<String>,
+) -> Result<String, PrError> {
+    if let Some(t) = cached {
+        return Ok(t.clone());
+    }
+    let commit = gh.git_commit(repo, base_sha).await?;
+    *cached = Some(commit.tree.sha.clone());
+    Ok(commit.tree.sha)
+}
+
+/// One commit on `base_sha` with the group's files; returns its sha.
+async fn commit_group<G>(
+    job: &PrJob<'_, G>,
+    group: &UpdateGroup,
+    base_sha: &str,
+    base_tree: &str,
+) -> Result<String, PrError> {
+    let entries: Vec<TreeEntry> = group
+        .files
+        .iter()
+        .map(|f| TreeEntry::file_with_content(f.path.clone(), f.content.clone()))
+        .collect();
+    let tree = job
+        .gh
+        .create_tree(&job.repo, Some(base_tree), &entries)
+        .await?;
+    let files: Vec<String> = group
+        .files
+        .iter()
+        .map(|f| format!("- {}", f.path))
+        .collect();
+    let message = format!("{}\n\n{}\n", group.title(), files.join("\n"));
+    let commit = job
+        .gh
+        .create_commit(&job.repo, &message, &tree.sha, &[base_sha.to_string()])
+        .await?;
+    Ok(commit.sha)
 }
 
 async fn open_pr<G>(
@@ -633,41 +889,31 @@ async fn open_pr<G>(
     let gh = job.gh;
     let repo = &job.repo;
     let config = &job.config;
-    let entries: Vec<TreeEntry> = group
-        .files
-        .iter()
-        .map(|f| TreeEntry::file_with_content(f.path.clone(), f.content.clone()))
-        .collect();
-    let tree = gh.create_tree(repo, Some(base_tree), &entries).await?;
-    let title = group.title();
-    let files: Vec<String> = group
-        .files
-        .iter()
-        .map(|f| format!("- {}", f.path))
-        .collect();
-    let message = format!("{title}\n\n{}\n", files.join("\n"));
-    let commit = gh
-        .create_commit(repo, &message, &tree.sha, &[base_sha.to_string()])
-        .await?;
+    let head = commit_group(job, group, base_sha, base_tree).await?;
     let branch = group.branch(&config.branch_prefix);
     match gh.git_ref(repo, &format!("heads/{branch}")).await? {
         Some(_) => {
-            gh.update_ref(repo, &format!("heads/{branch}"), &commit.sha, true)
+            gh.update_ref(repo, &format!("heads/{branch}"), &head, true)
                 .await?;
         }
         None => {
-            gh.create_ref(repo, &format!("refs/heads/{branch}"), &commit.sha)
+            gh.create_ref(repo, &format!("refs/heads/{branch}"), &head)
                 .await?;
         }
     }
+    let marker = PrMarker {
+        base: Some(base_sha.to_string()),
+        head: Some(head),
+        ..group.marker()
+    };
     let pr = gh
         .create_pull(
             repo,
             &NewPullRequest {
-                title,
+                title: group.title(),
                 head: branch,
                 base: base_branch.to_string(),
-                body: group.body(),
+                body: group.body_with(&marker),
                 draft: false,
                 maintainer_can_modify: true,
             },

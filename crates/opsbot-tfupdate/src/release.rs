@@ -22,9 +22,13 @@ pub const OPENTOFU_REPO: &str = "opentofu/opentofu";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GithubRelease {
     pub tag: String,
+    /// The release's title (may be empty).
+    pub name: String,
     pub prerelease: bool,
     pub draft: bool,
     pub html_url: String,
+    /// The release notes (Markdown; may be empty).
+    pub body: String,
 }
 
 /// Lists a repository's releases (all pages).
@@ -238,6 +242,95 @@ impl<G: GithubReleases> Releases<G> {
     }
 }
 
+/// The GitHub repository whose releases carry a target's release notes: Terraform's (or
+/// OpenTofu's) own, `NS/terraform-provider-NAME` for a provider (or the repository the
+/// registry names as its `source`), `NS/terraform-SYSTEM-NAME` for a registry module, the
+/// repository itself for a git module on GitHub.
+pub fn notes_repo(
+    target: &Target,
+    core_repo: &str,
+    registry_source: Option<&str>,
+) -> Option<(String, String)> {
+    if let Some(repo) = registry_source.and_then(github_repo_of) {
+        return Some(repo);
+    }
+    match target {
+        Target::Terraform => core_repo
+            .split_once('/')
+            .map(|(o, r)| (o.to_string(), r.to_string())),
+        Target::Provider(spec) => {
+            let a = spec.address();
+            Some((
+                a.namespace.clone(),
+                format!("terraform-provider-{}", a.name),
+            ))
+        }
+        Target::Module { source, .. } => {
+            if let Some(m) = ModuleAddress::parse(source) {
+                return Some((
+                    m.namespace.clone(),
+                    format!("terraform-{}-{}", m.system, m.name),
+                ));
+            }
+            match Releases::<NoGithub>::source_for(target, core_repo).ok()? {
+                ReleaseSource::Github { owner, repo } => Some((owner, repo)),
+                _ => None,
+            }
+        }
+    }
+}
+
+/// `https://github.com/o/r(.git)` → `(o, r)`.
+pub fn github_repo_of(url: &str) -> Option<(String, String)> {
+    let rest = url
+        .trim()
+        .trim_start_matches("git::")
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .strip_prefix("github.com/")?;
+    let mut parts = rest.trim_end_matches('/').split('/');
+    let owner = parts.next().filter(|o| !o.is_empty())?;
+    let repo = parts.next()?.trim_end_matches(".git");
+    (!repo.is_empty()).then(|| (owner.to_string(), repo.to_string()))
+}
+
+/// The notes of the releases after `from` up to `to`, newest first: drafts never,
+/// pre-releases only when `to` is one. Without `from`, only `to`'s.
+pub fn notes_between(
+    releases: &[GithubRelease],
+    from: Option<&TfVersion>,
+    to: &TfVersion,
+) -> Vec<crate::plan::ReleaseNote> {
+    let mut out: Vec<(TfVersion, crate::plan::ReleaseNote)> = releases
+        .iter()
+        .filter(|r| !r.draft)
+        .filter_map(|r| {
+            let v = TfVersion::parse(&r.tag).ok()?;
+            let wanted = match from {
+                Some(f) => v > *f && v <= *to,
+                None => v == *to,
+            };
+            let pre_ok = to.is_prerelease() || (!v.is_prerelease() && !r.prerelease);
+            (wanted && pre_ok).then(|| {
+                let note = crate::plan::ReleaseNote {
+                    version: v.as_str().to_string(),
+                    title: if r.name.trim().is_empty() {
+                        r.tag.clone()
+                    } else {
+                        r.name.trim().to_string()
+                    },
+                    url: r.html_url.clone(),
+                    body: r.body.clone(),
+                };
+                (v, note)
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| b.0.cmp(&a.0));
+    out.dedup_by(|a, b| a.0 == b.0);
+    out.into_iter().map(|(_, n)| n).collect()
+}
+
 /// `hashicorp/aws`, `hashicorp/terraform (GitHub)`.
 pub fn describe(source: &ReleaseSource) -> String {
     match source {
@@ -319,6 +412,8 @@ mod tests {
             prerelease,
             draft,
             html_url: format!("https://github.com/hashicorp/terraform/releases/tag/{tag}"),
+            name: String::new(),
+            body: String::new(),
         };
         let got = github_versions(&[
             rel("v1.9.8", false, false),

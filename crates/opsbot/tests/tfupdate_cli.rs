@@ -420,7 +420,7 @@ async fn pr_job_from_the_command_line_with_opsbot_toml() {
     assert!(run.stdout.contains("opened #"), "{}", run.stdout);
     let pulls = gh.pulls("acme/infra");
     assert_eq!(pulls.len(), 1);
-    assert_eq!(pulls[0].head, "bot/tf/provider-hashicorp-aws-5.70.0");
+    assert_eq!(pulls[0].head, "bot/tf/provider-hashicorp-aws");
     assert_eq!(pulls[0].labels, vec!["deps".to_string()]);
     let run = opsbot(&args, &env).await;
     assert!(run.stdout.contains("already open #"), "{}", run.stdout);

@@ -534,6 +534,12 @@ async fn run_pr(global: &GlobalArgs, args: PrArgs) -> anyhow::Result<ExitCode> {
     for (n, title) in &report.kept {
         println!("already open #{n}: {title}");
     }
+    for (n, title) in &report.refreshed {
+        println!("{would}refresh #{n}: {title}");
+    }
+    for (n, title) in &report.rewritten {
+        println!("{would}rewrite the body of #{n}: {title}");
+    }
     for (n, comment) in &report.closed {
         println!("{would}close #{n}: {comment}");
     }

@@ -36,7 +36,7 @@ src="$work/src"
 mkdir -p "$src"
 git -C "$root" archive HEAD | tar -x -C "$src"
 echo "publish-check: HEAD $(git -C "$root" rev-parse --short HEAD) in $src, target $target"
-cd "$src"
+cd "$src" || exit 1
 fails=0
 pass() { echo "PASS  $*"; }
 fail() { echo "FAIL  $*"; fails=$((fails+1)); }
@@ -49,7 +49,7 @@ else
   fail "cargo publish --dry-run"; tail -n 30 "$work/publish.log"
 fi
 
-want=$(ls rules/*.toml | wc -l)
+want=$(find rules -maxdepth 1 -name '*.toml' | wc -l)
 listed=$(cargo package -p opsbot-scan --list --locked 2>/dev/null | grep -cE '^rules/[^/]+\.toml$')
 crate="$target/package/opsbot-scan-0.1.0.crate"
 version=$(cargo metadata --no-deps --format-version 1 | python3 -c \
@@ -87,4 +87,8 @@ else
     fail "cargo install from the packaged crate"; tail -n 30 "$work/install.log"
   fi
 fi
-[ $fails -eq 0 ] && echo "publish-check: all passed" || { echo "publish-check: $fails failed"; exit 1; }
+if [ "$fails" -ne 0 ]; then
+  echo "publish-check: $fails failed"
+  exit 1
+fi
+echo "publish-check: all passed"

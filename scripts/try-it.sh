@@ -35,6 +35,7 @@ start=$(date +%s.%N)
 # /tmp/opsbot-try in the README; a fresh directory here.
 script="${script//\/tmp\/opsbot-try/$work/try}"
 # The README's PATH line names target/release and target/debug: the bin dirs instead.
+# shellcheck disable=SC2016 # the README's literal text, $PWD unexpanded, is what is replaced
 script="${script//'$PWD/target/release:$PWD/target/debug'/$(IFS=:; echo "${bins[*]}")}"
 (cd "$root" && bash -c "$script") >"$work/out.txt" 2>&1
 rc=$?
@@ -48,8 +49,12 @@ check() { # check NAME PATTERN (grep -E against everything the commands printed)
 check "scan finds the planted token, masked, exit 1" 'github-pat-classic'
 check "scan exit code 1" '^exit 1$'
 check "scan masks the token" 'ghp_…'
-! grep -q 'ghp_1a2B3c4D5e6F7g8H9i0J' <<<"$out" && echo "PASS  scan never prints the token" \
-  || { echo "FAIL  the token was printed in full"; fails=$((fails+1)); }
+if grep -q 'ghp_1a2B3c4D5e6F7g8H9i0J' <<<"$out"; then
+  echo "FAIL  the token was printed in full"; fails=$((fails+1))
+else
+  echo "PASS  scan never prints the token"
+fi
+# shellcheck disable=SC2016 # a literal $schema in the pattern
 check "scan --format sarif" '"version": "2.1.0"|"\$schema"'
 check "health handle --dry-run (embedded sample)" 'dry.run|would (create|open)'
 check "health handle rds_maintenance.json --dry-run" 'RDS'

@@ -363,7 +363,7 @@ async fn lock_subcommand_and_usage_errors() {
     let run = opsbot(&["tfupdate", "terraform", "-v", "one.two", "."], &[]).await;
     assert_eq!(run.code, 1, "tfupdate exits 1 on any error");
     assert!(
-        run.stderr.contains("invalid version `one.two`"),
+        run.stderr.contains("invalid version constraint `one.two`"),
         "{}",
         run.stderr
     );

@@ -6,8 +6,11 @@
 
 pub mod config;
 pub mod github;
+#[cfg(feature = "aws")]
 pub mod secret_source;
 pub mod telemetry;
 
 pub use config::{Config, ConfigError};
-pub use github::{GitHub, GitHubError, GitHubSettings, RepoRef};
+#[cfg(feature = "github")]
+pub use github::{GitHub, GitHubError};
+pub use github::{GitHubSettings, RepoRef};

@@ -15,16 +15,26 @@
 //! a claim left by a worker that crashed (or hit its Lambda timeout) can be taken again
 //! once its lease has run out. A failed scan deletes its claim (conditional on
 //! `claimed_by`), so the redelivery scans it.
+//!
+//! The same table is the redelivery sweep's [`RedeliveryLog`]: one item per delivery id
+//! asked for, keyed `redeliver#<id>`, holding `asked_attempt` (the attempt asked to be
+//! redelivered) and `expires_at`. Asking is a conditional put, `attribute_not_exists OR
+//! asked_attempt < :attempt`, so two sweeps (overlapping scheduled invocations, a cold
+//! start) never ask for one attempt twice, and a redelivery that failed again (a newer
+//! attempt) is asked for once in turn. The sweep also reads which successful deliveries are
+//! `done` here (`BatchGetItem`), so it reads check runs from GitHub only for the others.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use tracing::debug;
 
 use crate::dedup::{Claim, DeliveryLedger, LedgerError, LedgerFuture};
+use crate::redeliver::RedeliveryLog;
 
 /// The hash key of the table.
 pub const KEY: &str = "delivery_id";
@@ -36,6 +46,9 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 const RUNNING: &str = "running";
 const DONE: &str = "done";
+/// Key prefix of the redelivery sweep's items (delivery ids are GUIDs: no clash).
+pub const REDELIVER_PREFIX: &str = "redeliver#";
+const ASKED: &str = "asked_attempt";
 
 /// The DynamoDB adapter of [`DeliveryLedger`].
 #[derive(Debug, Clone)]
@@ -218,6 +231,124 @@ impl DynamoLedger {
                 DisplayErrorContext(&e).to_string(),
             )),
         }
+    }
+}
+
+impl DynamoLedger {
+    async fn first_ask_inner(&self, guid: &str, attempt: u64) -> Result<bool, LedgerError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(KEY, s(&format!("{REDELIVER_PREFIX}{guid}")))
+            .item(ASKED, n(attempt))
+            .item("claimed_by", s(&self.owner))
+            .item(TTL_ATTRIBUTE, n(now_unix() + self.ttl.as_secs()))
+            .condition_expression("attribute_not_exists(#k) OR #asked < :attempt")
+            .expression_attribute_names("#k", KEY)
+            .expression_attribute_names("#asked", ASKED)
+            .expression_attribute_values(":attempt", n(attempt))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(Self::error(
+                "PutItem (redelivery)",
+                guid,
+                DisplayErrorContext(&e).to_string(),
+            )),
+        }
+    }
+
+    async fn forget_inner(&self, guid: &str, attempt: u64) -> Result<(), LedgerError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key(KEY, s(&format!("{REDELIVER_PREFIX}{guid}")))
+            .condition_expression("#asked = :attempt AND #by = :me")
+            .expression_attribute_names("#asked", ASKED)
+            .expression_attribute_names("#by", "claimed_by")
+            .expression_attribute_values(":attempt", n(attempt))
+            .expression_attribute_values(":me", s(&self.owner))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Another sweep asked for it (or a later attempt) meanwhile: theirs stays.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(Self::error(
+                "DeleteItem (redelivery)",
+                guid,
+                DisplayErrorContext(&e).to_string(),
+            )),
+        }
+    }
+}
+
+impl DynamoLedger {
+    /// The ids among `guids` whose item is `done` (100 keys per `BatchGetItem`; keys
+    /// DynamoDB leaves unprocessed are simply not known: the sweep verifies them on GitHub).
+    async fn scanned_inner(&self, guids: &[String]) -> Result<HashSet<String>, LedgerError> {
+        let mut done = HashSet::new();
+        for chunk in guids.chunks(100) {
+            let mut keys = KeysAndAttributes::builder()
+                .consistent_read(true)
+                .projection_expression("#k, #st")
+                .expression_attribute_names("#k", KEY)
+                .expression_attribute_names("#st", "claim_state");
+            for guid in chunk {
+                keys = keys.keys(HashMap::from([(KEY.to_owned(), s(guid))]));
+            }
+            let what = || format!("{} delivery ids", chunk.len());
+            let keys = keys
+                .build()
+                .map_err(|e| Self::error("BatchGetItem", &what(), e.to_string()))?;
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, keys)
+                .send()
+                .await
+                .map_err(|e| {
+                    Self::error("BatchGetItem", &what(), DisplayErrorContext(&e).to_string())
+                })?;
+            let items = out.responses().and_then(|r| r.get(&self.table));
+            for item in items.into_iter().flatten() {
+                let state = item.get("claim_state").and_then(|v| v.as_s().ok());
+                if state.map(String::as_str) == Some(DONE)
+                    && let Some(Ok(id)) = item.get(KEY).map(|v| v.as_s())
+                {
+                    done.insert(id.clone());
+                }
+            }
+        }
+        Ok(done)
+    }
+}
+
+impl RedeliveryLog for DynamoLedger {
+    fn first_ask<'a>(&'a self, guid: &'a str, attempt: u64) -> LedgerFuture<'a, bool> {
+        Box::pin(self.first_ask_inner(guid, attempt))
+    }
+
+    fn forget<'a>(&'a self, guid: &'a str, attempt: u64) -> LedgerFuture<'a, ()> {
+        Box::pin(self.forget_inner(guid, attempt))
+    }
+
+    fn scanned<'a>(&'a self, guids: &'a [String]) -> LedgerFuture<'a, HashSet<String>> {
+        Box::pin(self.scanned_inner(guids))
     }
 }
 

@@ -15,6 +15,14 @@
 //!   already done is acknowledged without a scan; one claimed by a live worker elsewhere is
 //!   reported failed, to be looked at again after the visibility timeout.
 //!
+//!   The worker also runs the redelivery sweep ([`crate::redeliver`], what `opsbot app
+//!   redeliver` does) on a scheduled EventBridge event (`"detail-type": "Scheduled
+//!   Event"`, or `{"opsbot": "redeliver"}` invoked by hand): deliveries the ingest answered
+//!   503 (or never answered), and deliveries accepted but never scanned (a message lost to
+//!   the DLQ), are sent again by GitHub, each attempt asked for once across all sweeps
+//!   (the DynamoDB table is the [`crate::redeliver::RedeliveryLog`]). The answer is the
+//!   [`crate::redeliver::SweepReport`] as JSON.
+//!
 //! Environment (secrets from Secrets Manager through [`opsbot_core::secret_source`]):
 //!
 //! | variable | role | |
@@ -27,6 +35,8 @@
 //! | `OPSBOT_APP_DEDUP_TABLE` | worker | the DynamoDB table (hash key `delivery_id`, TTL `expires_at`) |
 //! | `OPSBOT_APP_DEDUP_TTL_SECS` | worker | how long ids are kept (default 7 days) |
 //! | `OPSBOT_APP_DEADLINE_MARGIN_SECS` | worker | scans are cancelled this long before the invocation deadline (default 10) |
+//! | `OPSBOT_APP_REDELIVER_WINDOW_SECS` | worker | how far back a sweep looks (default 3600) |
+//! | `OPSBOT_APP_REDELIVER_GRACE_SECS` | worker | accepted deliveries younger than this are not verified yet (default 600) |
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,6 +56,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::dedup::{Claim, DeliveryLedger};
 use crate::queue::{JobMessage, JobQueue};
+use crate::redeliver::{SweepError, SweepReport, Sweeper};
 use crate::server::MAX_BODY_BYTES;
 use crate::signature;
 use crate::webhook::{self, Route};
@@ -57,6 +68,8 @@ pub const QUEUE_URL_ENV: &str = "OPSBOT_APP_QUEUE_URL";
 pub const DEDUP_TABLE_ENV: &str = "OPSBOT_APP_DEDUP_TABLE";
 pub const DEDUP_TTL_ENV: &str = "OPSBOT_APP_DEDUP_TTL_SECS";
 pub const DEADLINE_MARGIN_ENV: &str = "OPSBOT_APP_DEADLINE_MARGIN_SECS";
+pub const REDELIVER_WINDOW_ENV: &str = "OPSBOT_APP_REDELIVER_WINDOW_SECS";
+pub const REDELIVER_GRACE_ENV: &str = "OPSBOT_APP_REDELIVER_GRACE_SECS";
 
 /// Which function this bootstrap is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -245,11 +258,55 @@ impl RecordOutcome {
     }
 }
 
-/// The worker function: scans queued jobs once each.
+/// What the worker function was invoked with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerEvent {
+    /// An SQS batch (`Records` from `aws:sqs`).
+    Sqs,
+    /// A scheduled EventBridge event, or `{"opsbot": "redeliver"}`: one redelivery sweep.
+    Redeliver,
+}
+
+impl WorkerEvent {
+    pub fn classify(event: &serde_json::Value) -> Option<WorkerEvent> {
+        if event
+            .get("Records")
+            .is_some_and(serde_json::Value::is_array)
+        {
+            return Some(WorkerEvent::Sqs);
+        }
+        let scheduled = event.get("source").and_then(|v| v.as_str()) == Some("aws.events")
+            && event.get("detail-type").and_then(|v| v.as_str()) == Some("Scheduled Event");
+        let asked = event.get("opsbot").and_then(|v| v.as_str()) == Some("redeliver");
+        (scheduled || asked).then_some(WorkerEvent::Redeliver)
+    }
+}
+
+/// Why a worker invocation failed as a whole (the Lambda service then retries it).
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerEventError {
+    #[error(
+        "not an event this worker handles: expected an SQS batch (`Records`) or a scheduled EventBridge event (`\"detail-type\": \"Scheduled Event\"`)"
+    )]
+    Unknown,
+    #[error("malformed SQS event: {0}")]
+    Malformed(#[from] serde_json::Error),
+    #[error("a redelivery sweep was asked for, but this worker has no sweeper")]
+    NoSweeper,
+    #[error("redelivery sweep: {0}")]
+    Sweep(#[from] SweepError),
+    #[error(
+        "redelivery sweep: cut short {0} s before the invocation deadline (the next sweep goes on)"
+    )]
+    Deadline(u64),
+}
+
+/// The worker function: scans queued jobs once each, and sweeps for lost deliveries.
 #[derive(Debug, Clone)]
 pub struct QueueWorker {
     worker: Worker,
     ledger: Arc<dyn DeliveryLedger>,
+    sweeper: Option<Arc<Sweeper>>,
     /// Scans are cancelled this long before the invocation's deadline.
     pub deadline_margin: Duration,
     /// A claim outlives the invocation's deadline by this (then a retry may take it).
@@ -261,9 +318,66 @@ impl QueueWorker {
         QueueWorker {
             worker,
             ledger,
+            sweeper: None,
             deadline_margin: Duration::from_secs(10),
             lease_margin: Duration::from_secs(30),
         }
+    }
+
+    /// Runs `sweeper` on scheduled events (it keeps what it asked for between invocations
+    /// of a warm function; its log, across all of them).
+    pub fn with_sweeper(mut self, sweeper: Sweeper) -> Self {
+        self.sweeper = Some(Arc::new(sweeper));
+        self
+    }
+
+    /// Handles one invocation: an SQS batch (answers the [`SqsBatchResponse`]) or a
+    /// scheduled sweep (answers the [`SweepReport`]).
+    pub async fn handle_event(
+        &self,
+        event: serde_json::Value,
+        deadline_ms: u64,
+    ) -> Result<serde_json::Value, WorkerEventError> {
+        match WorkerEvent::classify(&event) {
+            Some(WorkerEvent::Sqs) => {
+                let batch: SqsEvent = serde_json::from_value(event)?;
+                Ok(serde_json::to_value(self.handle(batch, deadline_ms).await)?)
+            }
+            Some(WorkerEvent::Redeliver) => {
+                Ok(serde_json::to_value(self.sweep(deadline_ms).await?)?)
+            }
+            None => Err(WorkerEventError::Unknown),
+        }
+    }
+
+    /// One redelivery sweep, given up `deadline_margin` before the invocation deadline.
+    pub async fn sweep(&self, deadline_ms: u64) -> Result<SweepReport, WorkerEventError> {
+        let sweeper = self.sweeper.as_ref().ok_or(WorkerEventError::NoSweeper)?;
+        let window = sweeper.settings().window;
+        // Whether a delivery was scanned is known from the ledger (any worker's), else
+        // read from GitHub (its check run); never from this process alone.
+        let sweep = sweeper.sweep(&self.worker, window, |_| false);
+        let report = match remaining(deadline_ms) {
+            Some(left) => {
+                let budget = left
+                    .saturating_sub(self.deadline_margin)
+                    .max(Duration::from_secs(1));
+                tokio::time::timeout(budget, sweep)
+                    .await
+                    .map_err(|_| WorkerEventError::Deadline(self.deadline_margin.as_secs()))??
+            }
+            None => sweep.await?,
+        };
+        info!(
+            listed = report.listed,
+            verified = report.verified,
+            known_scanned = report.known_scanned,
+            redelivered = report.redelivered.len(),
+            already_asked = report.already_asked.len(),
+            errors = report.errors.len(),
+            "redelivery sweep"
+        );
+        Ok(report)
     }
 
     /// Handles one SQS batch; `deadline_ms` is the invocation deadline (unix ms, 0: none).
@@ -281,13 +395,9 @@ impl QueueWorker {
         event: SqsEvent,
         deadline_ms: u64,
     ) -> (Vec<(String, RecordOutcome)>, SqsBatchResponse) {
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        let remaining =
-            (deadline_ms > 0).then(|| Duration::from_millis(deadline_ms.saturating_sub(now_ms)));
+        let time_left = remaining(deadline_ms);
         let cancel = CancellationToken::new();
-        if let Some(left) = remaining {
+        if let Some(left) = time_left {
             let stop = left
                 .saturating_sub(self.deadline_margin)
                 .max(Duration::from_millis(500));
@@ -297,7 +407,7 @@ impl QueueWorker {
                 token.cancel();
             });
         }
-        let lease = remaining.unwrap_or(Duration::from_secs(900)) + self.lease_margin;
+        let lease = time_left.unwrap_or(Duration::from_secs(900)) + self.lease_margin;
         let outcomes = futures::future::join_all(event.records.iter().map(|record| {
             let cancel = cancel.clone();
             async move {
@@ -387,15 +497,30 @@ impl QueueWorker {
     }
 }
 
-/// Runs the worker through the Lambda runtime (SQS events in, batch responses out).
+/// Time left until `deadline_ms` (unix ms; 0: no deadline).
+fn remaining(deadline_ms: u64) -> Option<Duration> {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    (deadline_ms > 0).then(|| Duration::from_millis(deadline_ms.saturating_sub(now_ms)))
+}
+
+/// Runs the worker through the Lambda runtime: SQS batches in, batch responses out;
+/// scheduled events in, sweep reports out.
 pub async fn run_worker(worker: QueueWorker) -> Result<(), lambda_runtime::Error> {
     let worker = Arc::new(worker);
     lambda_runtime::run(lambda_runtime::service_fn(
-        move |event: lambda_runtime::LambdaEvent<SqsEvent>| {
+        move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
             let worker = Arc::clone(&worker);
             async move {
                 let deadline = event.context.deadline;
-                Ok::<_, lambda_runtime::Error>(worker.handle(event.payload, deadline).await)
+                worker
+                    .handle_event(event.payload, deadline)
+                    .await
+                    .map_err(|e| {
+                        warn!(error = %e, "invocation failed");
+                        lambda_runtime::Error::from(e.to_string())
+                    })
             }
         },
     ))
@@ -412,5 +537,30 @@ mod tests {
         assert_eq!(Role::parse(Some(" worker ")), Ok(Role::Worker));
         assert!(Role::parse(None).is_err_and(|e| e.contains(ROLE_ENV)));
         assert!(Role::parse(Some("both")).is_err_and(|e| e.contains("`both`")));
+    }
+
+    #[test]
+    fn the_worker_tells_batches_from_schedules() {
+        let sqs = json!({ "Records": [{ "messageId": "m", "eventSource": "aws:sqs" }] });
+        assert_eq!(WorkerEvent::classify(&sqs), Some(WorkerEvent::Sqs));
+        let scheduled = json!({
+            "version": "0", "id": "x", "detail-type": "Scheduled Event", "source": "aws.events",
+            "account": "123456789012", "time": "2026-01-01T00:00:00Z", "region": "us-east-1",
+            "resources": ["arn:aws:events:us-east-1:123456789012:rule/opsbot-app-redeliver"],
+            "detail": {}
+        });
+        assert_eq!(
+            WorkerEvent::classify(&scheduled),
+            Some(WorkerEvent::Redeliver)
+        );
+        assert_eq!(
+            WorkerEvent::classify(&json!({ "opsbot": "redeliver" })),
+            Some(WorkerEvent::Redeliver)
+        );
+        assert_eq!(
+            WorkerEvent::classify(&json!({ "source": "aws.events" })),
+            None
+        );
+        assert_eq!(WorkerEvent::classify(&json!({})), None);
     }
 }

@@ -9,21 +9,25 @@
 //!   id (accepted with 202 and then lost to a crash, or cancelled by a shutdown). Its
 //!   payload is read back (`GET /app/hook/deliveries/{id}`) to know which commit to look at.
 //!
-//! Each delivery id is asked for once per sweeper. Deciding is pure ([`plan`]); the I/O is
-//! in [`Sweeper`]. `opsbot app redeliver` runs one sweep; `opsbot app serve` runs it
-//! periodically.
+//! Each failed attempt is asked for once per sweeper; with a [`RedeliveryLog`] (on AWS the
+//! delivery table, [`crate::dynamodb::DynamoLedger`]) once across every sweeper, so
+//! overlapping or cold-started sweeps do not ask twice. Deciding is pure ([`plan`]); the
+//! I/O is in [`Sweeper`]. `opsbot app redeliver` runs one sweep; `opsbot app serve` runs it
+//! periodically; in Lambda mode the worker runs one per scheduled event
+//! ([`crate::lambda::QueueWorker::handle_event`]).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::Method;
 use opsbot_core::github::GitHub;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::dedup::LedgerFuture;
 use crate::server::AppState;
 use crate::webhook::{self, Route};
 use crate::worker::{Worker, WorkerError};
@@ -149,15 +153,35 @@ pub fn plan(
 }
 
 /// What one sweep did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct SweepReport {
     pub listed: usize,
     pub distinct: usize,
     pub verified: usize,
+    /// Successful deliveries the [`RedeliveryLog`] knows were scanned (not read on GitHub).
+    pub known_scanned: usize,
     /// Delivery ids redelivered, with why.
     pub redelivered: Vec<(String, String)>,
+    /// Delivery ids another sweeper already asked for (the [`RedeliveryLog`] said so).
+    pub already_asked: Vec<String>,
     /// Calls that failed (the next sweep tries again).
     pub errors: Vec<String>,
+}
+
+/// Which delivery attempts some sweeper has asked GitHub to redeliver, shared by every
+/// sweeper (replicas, Lambda invocations, cold starts), so an attempt is asked for once.
+pub trait RedeliveryLog: Send + Sync + std::fmt::Debug {
+    /// Records that attempt `attempt` of delivery `guid` is being asked for: `true` when no
+    /// sweeper asked for it or a later attempt yet, `false` when one did.
+    fn first_ask<'a>(&'a self, guid: &'a str, attempt: u64) -> LedgerFuture<'a, bool>;
+    /// The request for `attempt` failed: forget it, so the next sweep asks again.
+    fn forget<'a>(&'a self, guid: &'a str, attempt: u64) -> LedgerFuture<'a, ()>;
+    /// Which of `guids` the log knows were scanned to the end (by any worker), so the
+    /// sweep need not read their check runs from GitHub. Unknown ones are verified there.
+    fn scanned<'a>(&'a self, guids: &'a [String]) -> LedgerFuture<'a, HashSet<String>> {
+        let _ = guids;
+        Box::pin(async { Ok(HashSet::new()) })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -173,6 +197,8 @@ pub struct Sweeper {
     settings: RedeliverySettings,
     /// Delivery id → the attempt last asked to be redelivered.
     asked: Mutex<HashMap<String, u64>>,
+    /// Shared with other sweepers, when there are any.
+    log: Option<Arc<dyn RedeliveryLog>>,
 }
 
 impl Sweeper {
@@ -182,7 +208,18 @@ impl Sweeper {
             app,
             settings,
             asked: Mutex::new(HashMap::new()),
+            log: None,
         }
+    }
+
+    /// Asks for each attempt only when `log` says no other sweeper has.
+    pub fn with_log(mut self, log: Arc<dyn RedeliveryLog>) -> Self {
+        self.log = Some(log);
+        self
+    }
+
+    pub fn settings(&self) -> &RedeliverySettings {
+        &self.settings
     }
 
     fn asked(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
@@ -225,6 +262,28 @@ impl Sweeper {
         let now = OffsetDateTime::now_utc();
         let since = now - time::Duration::try_from(window).unwrap_or(time::Duration::HOUR);
         let listing = self.list(since).await?;
+        // Deliveries a worker anywhere has scanned (the shared log), so their check runs
+        // need not be read: every successful one would cost 2–3 API calls per sweep.
+        let mut errors = Vec::new();
+        let scanned = match &self.log {
+            Some(log) => {
+                let ok: Vec<String> = listing
+                    .iter()
+                    .filter(|d| (200..300).contains(&d.status_code))
+                    .map(|d| d.guid.clone())
+                    .collect::<HashSet<_>>()
+                    .into_iter()
+                    .collect();
+                match log.scanned(&ok).await {
+                    Ok(done) => done,
+                    Err(e) => {
+                        errors.push(e.to_string());
+                        HashSet::new()
+                    }
+                }
+            }
+            None => HashSet::new(),
+        };
         let steps = {
             let asked = self.asked();
             plan(
@@ -232,10 +291,12 @@ impl Sweeper {
                 now,
                 self.settings.grace,
                 |g| asked.get(g).copied(),
-                finished,
+                |g| finished(g) || scanned.contains(g),
             )
         };
         let mut report = SweepReport {
+            known_scanned: scanned.len(),
+            errors,
             listed: listing.len(),
             distinct: listing
                 .iter()
@@ -321,6 +382,22 @@ impl Sweeper {
             let newest = id.max(asked.get(guid).copied().unwrap_or(0));
             asked.insert(guid.to_owned(), newest);
         }
+        if let Some(log) = &self.log {
+            match log.first_ask(guid, id).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    info!(delivery = %guid, id, "already asked for by another sweep");
+                    report.already_asked.push(guid.to_owned());
+                    return;
+                }
+                Err(e) => {
+                    // Not asked: the next sweep tries again.
+                    self.asked().remove(guid);
+                    report.errors.push(e.to_string());
+                    return;
+                }
+            }
+        }
         match self
             .app
             .send::<()>(
@@ -338,6 +415,11 @@ impl Sweeper {
             Err(e) => {
                 // Asked again by the next sweep.
                 self.asked().remove(guid);
+                if let Some(log) = &self.log
+                    && let Err(forget) = log.forget(guid, id).await
+                {
+                    warn!(delivery = %guid, id, error = %forget, "cannot forget the failed redelivery request (asked again once its record expires)");
+                }
                 report.errors.push(e.to_string());
             }
         }

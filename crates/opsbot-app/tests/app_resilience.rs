@@ -9,52 +9,21 @@
 //! payload of the GitHub webhook corpus goes through the server.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use common::{
+    NULL_SHA, REPO, SECRET, aws_key, completed_for, eventually, fake_with_repo, push_payload,
+    settings,
+};
 use opsbot_app::webhook::{self, Route};
 use opsbot_app::{AppConfig, AppState, Limits, RedeliverySettings, ServerHandle, Sweeper};
-use opsbot_core::github::{Credentials, GitHubSettings, RetryPolicy};
-use opsbot_tests::fake_github::{FailureRule, FakeCheckRun, FakeGitHub, TEST_APP_PRIVATE_KEY};
+use opsbot_tests::fake_github::{FailureRule, FakeGitHub};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-const SECRET: &str = "test-webhook-secret";
-const REPO: &str = "acme/infra";
-const INSTALLATION: u64 = 77;
-const NULL_SHA: &str = "0000000000000000000000000000000000000000";
-
-fn aws_key(seed: u64) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
-    let mut body = String::new();
-    for _ in 0..16 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        body.push(ALPHABET[(x % 32) as usize] as char);
-    }
-    format!("AKIA{body}")
-}
-
-fn settings(fake: &FakeGitHub) -> GitHubSettings {
-    GitHubSettings {
-        api_url: fake.url(),
-        repository: None,
-        credentials: Credentials::App {
-            app_id: 4242,
-            private_key_pem: SecretString::from(TEST_APP_PRIVATE_KEY),
-            installation_id: None,
-        },
-        retry: RetryPolicy {
-            max_attempts: 3,
-            initial_backoff: Duration::from_millis(20),
-            max_backoff: Duration::from_millis(100),
-            budget: Duration::from_secs(10),
-        },
-    }
-}
 
 fn config() -> AppConfig {
     AppConfig::new(SecretString::from(SECRET))
@@ -66,49 +35,6 @@ async fn start_server(fake: &FakeGitHub, config: AppConfig) -> (AppState, Server
     let server = opsbot_app::serve(listener, state.clone()).unwrap();
     fake.set_webhook(&format!("http://{}/webhook", server.addr()), SECRET);
     (state, server)
-}
-
-async fn fake_with_repo() -> FakeGitHub {
-    let fake = FakeGitHub::start().await;
-    fake.create_repo(REPO);
-    fake.add_installation(INSTALLATION, &[REPO]);
-    fake
-}
-
-fn push_payload(git_ref: &str, before: &str, after: &str, commits: &[&str]) -> Vec<u8> {
-    let commits: Vec<Value> = commits
-        .iter()
-        .map(|c| json!({ "id": c, "distinct": true, "message": "m", "added": [], "removed": [], "modified": [] }))
-        .collect();
-    serde_json::to_vec(&json!({
-        "ref": git_ref, "before": before, "after": after,
-        "created": before == NULL_SHA, "deleted": false, "forced": false,
-        "commits": commits,
-        "head_commit": { "id": after },
-        "repository": {
-            "id": 1, "name": "infra", "full_name": REPO,
-            "owner": { "name": "acme", "login": "acme" }, "default_branch": "main"
-        },
-        "installation": { "id": INSTALLATION }
-    }))
-    .unwrap()
-}
-
-/// Waits (bounded) until `pred` holds.
-async fn eventually(what: &str, timeout: Duration, mut pred: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !pred() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-fn completed_for(runs: &[FakeCheckRun], guid: &str) -> bool {
-    runs.iter().any(|r| {
-        r.external_id.as_deref() == Some(guid)
-            && r.status == "completed"
-            && r.conclusion.as_deref() != Some("cancelled")
-    })
 }
 
 fn sweeper(fake: &FakeGitHub, state: &AppState) -> Sweeper {

@@ -4,36 +4,20 @@
 //! files / contents, and records the check run and its annotation batches.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{INSTALLATION, NULL_SHA, REPO, SECRET, aws_key};
 use opsbot_app::signature::sign;
 use opsbot_app::{AppConfig, AppState, Mode, ServerHandle};
 use opsbot_core::github::models::NewPullRequest;
-use opsbot_core::github::{Credentials, GitHub, GitHubSettings, RepoRef, RetryPolicy};
-use opsbot_tests::fake_github::{FakeCheckRun, FakeGitHub, TEST_APP_PRIVATE_KEY, TEST_TOKEN};
+use opsbot_core::github::{Credentials, GitHub, GitHubSettings, RepoRef};
+use opsbot_tests::fake_github::{FakeCheckRun, FakeGitHub, TEST_TOKEN};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
-const SECRET: &str = "test-webhook-secret";
-const REPO: &str = "acme/infra";
-const INSTALLATION: u64 = 77;
-const NULL_SHA: &str = "0000000000000000000000000000000000000000";
-
 // ---- planted secrets, built at run time ----------------------------------------------------
-
-/// A distinct, high-entropy AWS access key id per seed (base32 alphabet, like real ones).
-fn aws_key(seed: u64) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
-    let mut body = String::new();
-    for _ in 0..16 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        body.push(ALPHABET[(x % 32) as usize] as char);
-    }
-    format!("AKIA{body}")
-}
 
 /// A GitHub classic token shape (`ghp_` + 36 alphanumerics).
 fn github_token(seed: u64) -> String {
@@ -59,21 +43,7 @@ struct Harness {
 }
 
 fn settings(fake: &FakeGitHub) -> GitHubSettings {
-    GitHubSettings {
-        api_url: fake.url(),
-        repository: None,
-        credentials: Credentials::App {
-            app_id: 4242,
-            private_key_pem: SecretString::from(TEST_APP_PRIVATE_KEY),
-            installation_id: None,
-        },
-        retry: RetryPolicy {
-            max_attempts: 3,
-            initial_backoff: Duration::from_millis(20),
-            max_backoff: Duration::from_millis(100),
-            budget: Duration::from_secs(5),
-        },
-    }
+    common::settings_with_budget(fake, Duration::from_secs(5))
 }
 
 /// A token client, to set up branches and pull requests in the fake like a developer would.
@@ -84,9 +54,7 @@ fn developer(fake: &FakeGitHub) -> GitHub {
 }
 
 async fn start_with(mode: Mode) -> Harness {
-    let fake = FakeGitHub::start().await;
-    fake.create_repo(REPO);
-    fake.add_installation(INSTALLATION, &[REPO]);
+    let fake = common::fake_with_repo().await;
     let mut config = AppConfig::new(SecretString::from(SECRET));
     config.mode = mode;
     let state = opsbot_app::app_state(config, &settings(&fake)).unwrap();

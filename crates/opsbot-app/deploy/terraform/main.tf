@@ -8,6 +8,13 @@
 #   NAME-worker ──► DynamoDB NAME-deliveries: one conditional put per delivery id (TTL
 #                   expires_at), so a delivery is scanned once whatever redelivers it.
 #
+#   EventBridge NAME-redeliver (redeliver_schedule, e.g. every 5 minutes) ──► NAME-worker:
+#                   the redelivery sweep (`opsbot app redeliver`): lists the App's recent
+#                   deliveries and asks GitHub to send again the ones the ingest refused
+#                   (503) or never answered, and the accepted ones that never got a check
+#                   run (a message lost to the DLQ). Each attempt is asked for once across
+#                   every sweep (a conditional put on `redeliver#ID` in the same table).
+#
 # Each function gets only what it uses, on the exact resources: the ingest sends to the
 # queue and reads the webhook secret; the worker consumes the queue, writes the table and
 # reads the App's private key. Secrets are read from Secrets Manager at cold start, never
@@ -147,7 +154,7 @@ data "aws_iam_policy_document" "ingest" {
 }
 
 # The worker: its logs, consuming the jobs queue (the event source mapping polls with the
-# function's role), the delivery ledger's four item calls, the App's private key.
+# function's role), the delivery ledger's item calls, the App's private key.
 data "aws_iam_policy_document" "worker" {
   statement {
     sid       = "OwnLogs"
@@ -164,9 +171,17 @@ data "aws_iam_policy_document" "worker" {
     ]
     resources = [aws_sqs_queue.jobs.arn]
   }
+  # The ledger's item calls; BatchGetItem: the redelivery sweep reads which deliveries are
+  # done, instead of their check runs on GitHub.
   statement {
-    sid       = "DeliveryLedger"
-    actions   = ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"]
+    sid = "DeliveryLedger"
+    actions = [
+      "dynamodb:PutItem",
+      "dynamodb:GetItem",
+      "dynamodb:UpdateItem",
+      "dynamodb:DeleteItem",
+      "dynamodb:BatchGetItem",
+    ]
     resources = [aws_dynamodb_table.deliveries.arn]
   }
   statement {
@@ -264,6 +279,8 @@ resource "aws_lambda_function" "worker" {
       GITHUB_API_URL                    = var.github_api_url
       GITHUB_APP_ID                     = var.github_app_id
       GITHUB_APP_PRIVATE_KEY_SECRET_ARN = var.github_app_private_key_secret_arn
+      OPSBOT_APP_REDELIVER_WINDOW_SECS  = tostring(var.redeliver_window_seconds)
+      OPSBOT_APP_REDELIVER_GRACE_SECS   = tostring(var.redeliver_grace_seconds)
     })
   }
 
@@ -289,4 +306,39 @@ resource "aws_lambda_event_source_mapping" "jobs" {
   }
 
   depends_on = [aws_iam_role_policy.worker]
+}
+
+# ---- nothing lost: the redelivery sweep -------------------------------------------------
+
+# GitHub does not redeliver a failed delivery by itself. The worker sweeps on a schedule
+# (the scheduled event goes to the same function: same App key, same table, no new role).
+# An invocation that fails is retried by EventBridge's async invoke; an overlapping or
+# retried sweep asks GitHub for nothing twice.
+resource "aws_cloudwatch_event_rule" "redeliver" {
+  count               = var.redeliver_schedule == null ? 0 : 1
+  name                = "${var.name}-redeliver"
+  description         = "opsbot GitHub App: ask GitHub to redeliver failed and unscanned webhook deliveries"
+  schedule_expression = var.redeliver_schedule
+  tags                = var.tags
+}
+
+resource "aws_cloudwatch_event_target" "redeliver" {
+  count     = var.redeliver_schedule == null ? 0 : 1
+  rule      = aws_cloudwatch_event_rule.redeliver[0].name
+  target_id = "worker"
+  arn       = aws_lambda_function.worker.arn
+
+  retry_policy {
+    maximum_event_age_in_seconds = 300
+    maximum_retry_attempts       = 2
+  }
+}
+
+resource "aws_lambda_permission" "redeliver" {
+  count         = var.redeliver_schedule == null ? 0 : 1
+  statement_id  = "AllowRedeliverySchedule"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.worker.function_name
+  principal     = "events.amazonaws.com"
+  source_arn    = aws_cloudwatch_event_rule.redeliver[0].arn
 }

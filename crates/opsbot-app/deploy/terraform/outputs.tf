@@ -23,3 +23,8 @@ output "dead_letter_queue_url" {
 output "deliveries_table_name" {
   value = aws_dynamodb_table.deliveries.name
 }
+
+output "redeliver_rule_name" {
+  description = "The EventBridge rule that runs the redelivery sweep (null when redeliver_schedule is null)."
+  value       = one(aws_cloudwatch_event_rule.redeliver[*].name)
+}

@@ -109,6 +109,34 @@ variable "dedup_ttl_seconds" {
   default     = 604800
 }
 
+variable "redeliver_schedule" {
+  description = "EventBridge schedule of the redelivery sweep run by the worker (GitHub keeps deliveries 3 days and does not redeliver failed ones itself). null: no sweep (run `opsbot app redeliver` yourself)."
+  type        = string
+  default     = "rate(5 minutes)"
+
+  validation {
+    condition     = var.redeliver_schedule == null || can(regex("^(rate|cron)\\(.+\\)$", var.redeliver_schedule))
+    error_message = "redeliver_schedule must be an EventBridge rate(...) or cron(...) expression, or null."
+  }
+}
+
+variable "redeliver_window_seconds" {
+  description = "How far back each sweep looks at the App's deliveries (longer than the schedule's period, so a sweep that failed is covered by the next)."
+  type        = number
+  default     = 3600
+
+  validation {
+    condition     = var.redeliver_window_seconds >= 300 && var.redeliver_window_seconds <= 259200
+    error_message = "redeliver_window_seconds must be between 300 and 259200 (GitHub keeps 3 days)."
+  }
+}
+
+variable "redeliver_grace_seconds" {
+  description = "An accepted delivery younger than this is not checked for its check run yet (its job may still be queued): above the queue's usual backlog."
+  type        = number
+  default     = 600
+}
+
 variable "log_retention_days" {
   type    = number
   default = 30

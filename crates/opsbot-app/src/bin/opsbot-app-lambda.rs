@@ -1,8 +1,8 @@
 //! `opsbot-app-lambda`: the `bootstrap` (runtime `provided.al2023`) of the App's two Lambda
 //! functions, one binary for both: `OPSBOT_APP_ROLE=ingest` behind the function URL
 //! (signature check, job to SQS, 202), `OPSBOT_APP_ROLE=worker` on the SQS event source
-//! (scan once per delivery id, de-duplicated in DynamoDB). See `opsbot_app::lambda` for
-//! the environment. Secrets are read once at cold start (`opsbot_core::secret_source`).
+//! (scan once per delivery id, de-duplicated in DynamoDB) and on the EventBridge schedule
+//! (the redelivery sweep). See `opsbot_app::lambda` for the environment. Secrets are read once at cold start (`opsbot_core::secret_source`).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -10,10 +10,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use aws_config::BehaviorVersion;
+use opsbot_app::RedeliverySettings;
 use opsbot_app::dynamodb::DynamoLedger;
 use opsbot_app::lambda::{
     DEADLINE_MARGIN_ENV, DEDUP_TABLE_ENV, DEDUP_TTL_ENV, Ingest, QUEUE_URL_ENV, QueueWorker,
-    ROLE_ENV, Role,
+    REDELIVER_GRACE_ENV, REDELIVER_WINDOW_ENV, ROLE_ENV, Role,
 };
 use opsbot_app::queue::SqsQueue;
 use opsbot_core::secret_source::{self, SecretSource};
@@ -62,11 +63,27 @@ async fn init_worker(aws: &aws_config::SdkConfig) -> anyhow::Result<QueueWorker>
     if let Some(ttl) = secs(DEDUP_TTL_ENV)? {
         ledger = ledger.with_ttl(ttl);
     }
-    let mut queue_worker = QueueWorker::new(worker, Arc::new(ledger));
+    let ledger = Arc::new(ledger);
+    let mut redelivery = RedeliverySettings::default();
+    if let Some(window) = secs(REDELIVER_WINDOW_ENV)? {
+        redelivery.window = window;
+    }
+    if let Some(grace) = secs(REDELIVER_GRACE_ENV)? {
+        redelivery.grace = grace;
+    }
+    let sweeper =
+        opsbot_app::Sweeper::new(worker.app().clone(), redelivery.clone()).with_log(ledger.clone());
+    let mut queue_worker = QueueWorker::new(worker, ledger).with_sweeper(sweeper);
     if let Some(margin) = secs(DEADLINE_MARGIN_ENV)? {
         queue_worker.deadline_margin = margin;
     }
-    info!(%table, api = settings.api_url.as_str(), "worker initialised");
+    info!(
+        %table,
+        api = settings.api_url.as_str(),
+        redeliver_window_s = redelivery.window.as_secs(),
+        redeliver_grace_s = redelivery.grace.as_secs(),
+        "worker initialised"
+    );
     Ok(queue_worker)
 }
 

@@ -23,6 +23,9 @@ module "opsbot_app" {
   github_app_id                     = "123456"
   webhook_secret_arn                = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:opsbot/webhook-secret-AbCdEf"
   github_app_private_key_secret_arn = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:opsbot/app-private-key-AbCdEf"
+
+  # The redelivery sweep (the default; null turns it off).
+  redeliver_schedule = "rate(5 minutes)"
 }
 
 output "webhook_url" {

@@ -7,13 +7,13 @@
 //! keywords compiles few regexes.
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use memchr::{memchr, memchr_iter, memmem, memrchr};
 
 use crate::finding::{Finding, fingerprint, mask, normalize_path, shannon_entropy};
-use crate::placeholder::is_run_placeholder;
+use crate::placeholder::{is_run_placeholder, longest_run};
 use crate::rule::{LazyRegex, Rule, RuleSet};
 
 /// Bytes before a keyword that a single-line window may reach back.
@@ -25,6 +25,12 @@ pub const MULTI_FWD: usize = 16 * 1024;
 
 const ALLOW_MARKERS: [&[u8]; 2] = [b"opsbot:allow", b"gitleaks:allow"];
 
+/// A generic rule's value holding a typed run this long (in steps: `abcdefg`, `1234567`) is a
+/// made-up value, not a generated secret. Generic rules have no format to go by, so they
+/// need random-looking values; specific rules keep such values (documentation tokens in a
+/// real format are worth a finding).
+pub const GENERIC_MAX_RUN: usize = 5;
+
 /// A compiled scanner over a [`RuleSet`]. Cheap to share between threads (`&Scanner`).
 #[derive(Debug)]
 pub struct Scanner {
@@ -34,6 +40,24 @@ pub struct Scanner {
     ac: Option<AhoCorasick>,
     /// Keyword pattern index → rules that use it.
     pattern_rules: Vec<Vec<u32>>,
+    /// The high-confidence subset used on the strings of binary inputs, built on first use.
+    strings: OnceLock<Box<Scanner>>,
+}
+
+/// Whether a rule is trusted on the printable strings of a binary file: a specific format
+/// (not a generic name-next-to-a-value rule) whose leak is serious (severity high or
+/// critical). Strings pulled out of compiled code are full of random-looking bytes, so only
+/// rules that match a token's own documented shape take part.
+pub fn is_high_confidence(rule: &Rule) -> bool {
+    !rule.generic && rule.severity >= crate::rule::Severity::High
+}
+
+/// One piece of a strings buffer (see [`Scanner::scan_strings`]): the bytes from `pos` up to
+/// the next piece's `pos` are the input's bytes from `input_offset` on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StringPiece {
+    pub pos: usize,
+    pub input_offset: u64,
 }
 
 /// Position of a byte: 0-based line index and the characters since the line start.
@@ -160,7 +184,15 @@ impl Scanner {
             global_match_allowlist,
             ac,
             pattern_rules,
+            strings: OnceLock::new(),
         }
+    }
+
+    /// The scanner for the printable strings of binary inputs: the rules of this one that
+    /// [`is_high_confidence`] accepts (built once, sharing the compiled regexes).
+    pub fn strings_scanner(&self) -> &Scanner {
+        self.strings
+            .get_or_init(|| Box::new(self.subset(is_high_confidence)))
     }
 
     /// A scanner holding one rule of `set` (and the global allowlist), for checking examples.
@@ -285,39 +317,7 @@ impl Scanner {
         let buf = region.buf;
         let start = region.start;
         let line_map = region.line_map;
-        let mut accepted: Vec<Accepted> = Vec::new();
-        self.matches(region, state, |rule, offset, secret| {
-            let r = &self.rules[rule as usize];
-            accepted.push(Accepted {
-                offset,
-                end: offset + secret.len(),
-                rule,
-                secret_masked: mask(secret),
-                fingerprint: fingerprint(&r.id, path, secret),
-            });
-        });
-        if accepted.is_empty() {
-            return;
-        }
-        // Generic rules yield to specific rules that matched an overlapping secret.
-        let specific: Vec<(usize, usize)> = accepted
-            .iter()
-            .filter(|a| !self.rules[a.rule as usize].generic)
-            .map(|a| (a.offset, a.end))
-            .collect();
-        if specific.len() < accepted.len() {
-            accepted.retain(|a| {
-                !self.rules[a.rule as usize].generic
-                    || !specific.iter().any(|&(s, e)| a.offset < e && s < a.end)
-            });
-        }
-        // One finding per secret position: specific rules win over generic ones, then the
-        // more severe, then the first loaded.
-        accepted.sort_by_key(|a| {
-            let r = &self.rules[a.rule as usize];
-            (a.offset, r.generic, std::cmp::Reverse(r.severity), a.rule)
-        });
-        accepted.dedup_by_key(|a| a.offset);
+        let accepted = self.accept(path, region, state);
         let mut cursor = start;
         let mut at = 0usize;
         for a in accepted {
@@ -340,20 +340,112 @@ impl Scanner {
                     (cursor.col + 1).min(u64::from(u32::MAX)) as u32,
                 ),
             };
-            let rule = &self.rules[a.rule as usize];
-            out.push(Finding {
-                rule_id: rule.id.clone(),
-                description: rule.description.clone(),
-                severity: rule.severity,
-                path: path.to_owned(),
-                line,
-                column,
-                secret: a.secret_masked,
-                fingerprint: a.fingerprint,
-                commit: commit.map(str::to_owned),
-                offset: None,
+            out.push(self.finding(path, commit, a, line, column, None));
+        }
+    }
+
+    /// Scans the printable strings of a binary input: `buf` holds runs of the input's bytes
+    /// (joined by `\n`), `pieces` (sorted by `pos`, the first at 0) say where each run came
+    /// from. Findings carry the secret's byte offset in the input and line/column 0. `state`
+    /// de-duplicates by input offset across calls (a long run cut with overlap).
+    pub fn scan_strings(
+        &self,
+        path: &str,
+        commit: Option<&str>,
+        buf: &[u8],
+        pieces: &[StringPiece],
+        state: &mut InputState,
+        out: &mut Vec<Finding>,
+    ) {
+        if pieces.is_empty() {
+            return;
+        }
+        let mut local = InputState::default();
+        let accepted = self.accept(
+            path,
+            Region {
+                buf,
+                owned: 0..buf.len(),
+                start: Cursor::default(),
+                base_offset: 0,
+                line_map: None,
+            },
+            &mut local,
+        );
+        for a in accepted {
+            let i = pieces
+                .partition_point(|p| p.pos <= a.offset)
+                .saturating_sub(1);
+            let piece = pieces[i];
+            let offset = piece.input_offset + a.offset.saturating_sub(piece.pos) as u64;
+            if !state.seen.insert((a.rule, offset)) {
+                continue;
+            }
+            out.push(self.finding(path, commit, a, 0, 0, Some(offset)));
+        }
+    }
+
+    fn finding(
+        &self,
+        path: &str,
+        commit: Option<&str>,
+        a: Accepted,
+        line: u32,
+        column: u32,
+        offset: Option<u64>,
+    ) -> Finding {
+        let rule = &self.rules[a.rule as usize];
+        Finding {
+            rule_id: rule.id.clone(),
+            description: rule.description.clone(),
+            severity: rule.severity,
+            path: path.to_owned(),
+            line,
+            column,
+            secret: a.secret_masked,
+            fingerprint: a.fingerprint,
+            commit: commit.map(str::to_owned),
+            offset,
+        }
+    }
+
+    /// The accepted secrets of a region, one per position: generic rules yield to specific
+    /// ones on an overlapping secret; then the more severe wins, then the first loaded.
+    fn accept(&self, path: &str, region: Region<'_>, state: &mut InputState) -> Vec<Accepted> {
+        let mut accepted: Vec<Accepted> = Vec::new();
+        self.matches(region, state, |rule, offset, secret| {
+            let r = &self.rules[rule as usize];
+            accepted.push(Accepted {
+                offset,
+                end: offset + secret.len(),
+                rule,
+                secret_masked: mask(secret),
+                fingerprint: fingerprint(&r.id, path, secret),
+            });
+        });
+        if accepted.is_empty() {
+            return accepted;
+        }
+        // Generic rules yield to specific rules that matched an overlapping secret.
+        let specific: Vec<(usize, usize)> = accepted
+            .iter()
+            .filter(|a| !self.rules[a.rule as usize].generic)
+            .map(|a| (a.offset, a.end))
+            .collect();
+        if specific.len() < accepted.len() {
+            accepted.retain(|a| {
+                !self.rules[a.rule as usize].generic
+                    || !specific.iter().any(|&(s, e)| a.offset < e && s < a.end)
             });
         }
+        // One finding per secret position: specific rules win over generic ones, then the
+        // more severe, then the first loaded.
+        accepted.sort_by_key(|a| {
+            let r = &self.rules[a.rule as usize];
+            (a.offset, r.generic, std::cmp::Reverse(r.severity), a.rule)
+        });
+        accepted.dedup_by_key(|a| a.offset);
+        accepted
     }
 
     /// Core loop: calls `emit(rule, offset in buf, secret)` for each accepted secret.
@@ -462,6 +554,7 @@ impl Scanner {
                         .iter()
                         .any(|a| a.get().is_some_and(|r| r.is_match(secret)))
                     || is_run_placeholder(secret)
+                    || (rule.generic && longest_run(secret) > GENERIC_MAX_RUN)
                 {
                     continue;
                 }

@@ -1,6 +1,9 @@
 //! Where the bytes come from: directory walks (honouring `.gitignore` and `.opsbotignore`,
-//! in parallel), git (`--staged`, `--git <range>`) and readers such as stdin. This is the
-//! only module of the crate that touches the file system or runs processes.
+//! in parallel), git (`--staged`, `--git <range>`, the whole history in [`history`]) and
+//! readers such as stdin. This module (with its child) is the only one of the crate that
+//! touches the file system or runs processes.
+
+pub mod history;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
@@ -76,7 +79,11 @@ pub struct ScanReport {
     pub errors: Vec<SourceError>,
     pub files_scanned: u64,
     pub bytes_scanned: u64,
+    /// Binary inputs (a NUL in the first 8 KiB): only their printable strings were scanned,
+    /// with the high-confidence rules. Not counted in `files_scanned` / `bytes_scanned`.
     pub skipped_binary: u64,
+    /// The paths of those binary inputs, sorted (directory walks and stdin).
+    pub binary_files: Vec<String>,
     pub skipped_large: u64,
 }
 
@@ -124,6 +131,7 @@ pub fn scan_paths(scanner: &Scanner, paths: &[PathBuf], opts: &SourceOptions) ->
     let files = AtomicU64::new(0);
     let bytes = AtomicU64::new(0);
     let binary = AtomicU64::new(0);
+    let binary_files = Mutex::new(Vec::new());
     let large = AtomicU64::new(0);
 
     builder.build_parallel().run(|| {
@@ -131,6 +139,7 @@ pub fn scan_paths(scanner: &Scanner, paths: &[PathBuf], opts: &SourceOptions) ->
         let mut local: Vec<Finding> = Vec::new();
         let findings = &findings;
         let errors = &errors;
+        let binary_files = &binary_files;
         let (files, bytes, binary, large) = (&files, &bytes, &binary, &large);
         Box::new(move |entry| {
             let entry = match entry {
@@ -178,6 +187,12 @@ pub fn scan_paths(scanner: &Scanner, paths: &[PathBuf], opts: &SourceOptions) ->
                     }
                     Ok(StreamOutcome::Binary) => {
                         binary.fetch_add(1, Ordering::Relaxed);
+                        if let Ok(mut all) = findings.lock() {
+                            all.append(&mut local);
+                        }
+                        if let Ok(mut names) = binary_files.lock() {
+                            names.push(shown.clone());
+                        }
                     }
                     Err(err) => push(errors, io_error(&shown, &err.to_string())),
                 },
@@ -197,9 +212,12 @@ pub fn scan_paths(scanner: &Scanner, paths: &[PathBuf], opts: &SourceOptions) ->
     report.files_scanned = files.into_inner();
     report.bytes_scanned = bytes.into_inner();
     report.skipped_binary = binary.into_inner();
+    report.binary_files = binary_files.into_inner().unwrap_or_default();
+    report.binary_files.sort();
     report.skipped_large = large.into_inner();
     report.findings.sort_by(|a, b| {
-        (&a.path, a.line, a.column, &a.rule_id).cmp(&(&b.path, b.line, b.column, &b.rule_id))
+        (&a.path, a.line, a.column, a.offset, &a.rule_id)
+            .cmp(&(&b.path, b.line, b.column, b.offset, &b.rule_id))
     });
     report
 }
@@ -231,7 +249,10 @@ pub fn scan_named_reader<R: Read>(scanner: &Scanner, name: &str, reader: R) -> S
             report.files_scanned = 1;
             report.bytes_scanned = bytes;
         }
-        Ok(StreamOutcome::Binary) => report.skipped_binary = 1,
+        Ok(StreamOutcome::Binary) => {
+            report.skipped_binary = 1;
+            report.binary_files.push(name.to_owned());
+        }
         Err(err) => report.errors.push(io_error(name, &err.to_string())),
     }
     report

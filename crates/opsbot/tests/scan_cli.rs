@@ -666,7 +666,8 @@ fn corrupt_rules_are_reported_with_file_rule_and_problem() {
 fn binary_invalid_utf8_and_oversized_files() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    // Binary (NUL in the first bytes): skipped.
+    // Binary (NUL in the first bytes): only its printable strings are scanned, the key
+    // is reported at its byte offset (line 0).
     let mut bin = b"\x7fELF\x00\x01\x02".to_vec();
     bin.extend(aws_key().as_bytes());
     std::fs::write(d.join("tool.bin"), bin).unwrap();
@@ -686,9 +687,14 @@ fn binary_invalid_utf8_and_oversized_files() {
     let findings = json(&run);
     assert_eq!(
         keys(&findings),
-        vec![("github-pat-classic".into(), "latin1.txt".into(), 1)]
+        vec![
+            ("aws-access-key-id".into(), "tool.bin".into(), 0),
+            ("github-pat-classic".into(), "latin1.txt".into(), 1)
+        ]
     );
-    assert_eq!(findings[0]["column"], 15);
+    let text = |path: &str| findings.iter().find(|f| f["path"] == path).unwrap();
+    assert_eq!(text("latin1.txt")["column"], 15);
+    assert_eq!(text("tool.bin")["offset"], 7);
     assert!(
         run.stderr
             .contains("skipped 1 file(s) larger than the size limit"),
@@ -787,4 +793,129 @@ fn symlink_loops_unreadable_files_and_missing_paths_do_not_stop_the_scan() {
     let run = opsbot(clean.path(), &["scan", "no/such/dir"]);
     assert_eq!(run.code, 2, "{}", run.all());
     assert!(run.stderr.contains("no/such/dir"), "{}", run.stderr);
+}
+
+#[test]
+fn history_scans_every_blob_once_and_names_the_commit_that_introduced_it() {
+    let dir = repo();
+    let d = dir.path();
+    // c1: the key arrives; c2: the file changes around it (a new blob with the same key);
+    // c3: the key is removed. A side branch adds another secret and is never merged.
+    write(d, "app/config.py", &format!("KEY = \"{}\"\n", aws_key()));
+    git(d, &["add", "-A"]);
+    git(d, &["commit", "-qm", "c1"]);
+    let c1 = git(d, &["rev-parse", "HEAD"]);
+    write(
+        d,
+        "app/config.py",
+        &format!("# settings\nKEY = \"{}\"\nDEBUG = False\n", aws_key()),
+    );
+    write(d, "blob.bin", "\0\0binary\0");
+    git(d, &["add", "-A"]);
+    git(d, &["commit", "-qm", "c2"]);
+    write(d, "app/config.py", "# settings\nDEBUG = False\n");
+    git(d, &["commit", "-qam", "c3"]);
+    git(d, &["checkout", "-qb", "side"]);
+    write(
+        d,
+        "deploy/.env",
+        &format!("GITHUB_TOKEN={}\n", github_token()),
+    );
+    git(d, &["add", "-A"]);
+    git(d, &["commit", "-qm", "side"]);
+    let side = git(d, &["rev-parse", "HEAD"]);
+    git(d, &["checkout", "-q", "main"]);
+
+    // The work tree and the last commit are clean.
+    let run = opsbot(d, &["scan", "--git", "HEAD"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+
+    let run = opsbot(d, &["scan", "--git", "--all", "-f", "json"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    let found = json(&run);
+    let got: Vec<(String, String, u64, String)> = found
+        .iter()
+        .map(|f| {
+            (
+                f["rule_id"].as_str().unwrap().to_owned(),
+                f["path"].as_str().unwrap().to_owned(),
+                f["line"].as_u64().unwrap(),
+                f["commit"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    // Oldest first; the key once (at c1, its line there), not again for c2's blob.
+    assert_eq!(got.len(), 2, "{found:?}");
+    assert_eq!(got[0].1, "app/config.py");
+    assert_eq!(got[0].2, 1);
+    assert_eq!(got[0].3, c1);
+    assert_eq!(got[1].1, "deploy/.env");
+    assert_eq!(got[1].3, side);
+    assert!(
+        run.stderr
+            .contains("4 commit(s), 5 distinct file version(s)"),
+        "{}",
+        run.stderr
+    );
+
+    // --history is the same; pathspecs limit it; --max-file-size skips and says so.
+    let run = opsbot(d, &["scan", "--history", "-f", "json", "--", "deploy"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert_eq!(keys(&json(&run)).len(), 1);
+    let run = opsbot(d, &["scan", "--all", "--max-file-size", "10"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        run.stderr.contains("larger than the size limit"),
+        "{}",
+        run.stderr
+    );
+
+    // Usage errors exit 2 with a message; outside a repository too.
+    let run = opsbot(d, &["scan", "--git"]);
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(run.stderr.contains("--git needs a RANGE"), "{}", run.stderr);
+    let run = opsbot(d, &["scan", "--all", "--staged"]);
+    assert_eq!(run.code, 2, "{}", run.all());
+    let outside = tempfile::tempdir().unwrap();
+    let run = opsbot(outside.path(), &["scan", "--all"]);
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(run.stderr.contains("git"), "{}", run.stderr);
+}
+
+#[test]
+fn a_tree_deeper_than_the_path_limit_is_reported_as_not_scanned_and_exits_2() {
+    // On tmpfs when there is one: removing 3,000 levels from a disk takes seconds.
+    let shm = Path::new("/dev/shm");
+    let dir = if shm.is_dir() {
+        tempfile::tempdir_in(shm).unwrap()
+    } else {
+        tempfile::tempdir().unwrap()
+    };
+    // 3,000 levels (a 6,000-byte path, past Linux's 4,096) with a key at the bottom: three
+    // chains of 1,000, nested by renames, as no single path may be that long.
+    let script = format!(
+        "p=$(printf 'd/%.0s' $(seq 1000)); for c in a b c; do mkdir -p \"$c/$p\" || exit 1; done; \
+         printf 'KEY = \"%s\"\\n' '{}' > \"c/$p/key.txt\" && mv c \"b/$p\" && mv b \"a/$p\"",
+        aws_key()
+    );
+    let made = Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(dir.path())
+        .status()
+        .unwrap();
+    assert!(made.success());
+    write(dir.path(), "top.txt", "nothing here\n");
+    let run = opsbot(dir.path(), &["scan", "."]);
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(run.stderr.contains("File name too long"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("1 path(s) could not be scanned"),
+        "{}",
+        run.stderr
+    );
+    // The 6,000-character path is shortened in the message, its end (the reason) kept.
+    assert!(run.stderr.len() < 2_000, "{} bytes", run.stderr.len());
+    // GNU rm removes trees deeper than PATH_MAX.
+    let _ = Command::new("rm").arg("-rf").arg(dir.path()).status();
 }

@@ -28,9 +28,15 @@ pub struct ScanArgs {
     pub staged: bool,
 
     /// Scan the lines added by a commit range `BASE..HEAD` (what a push or PR introduces)
-    /// or by one commit `REV`.
-    #[arg(long, value_name = "RANGE", conflicts_with = "stdin")]
+    /// or by one commit `REV`. With --all (and no RANGE): the whole history.
+    #[arg(long, value_name = "RANGE", conflicts_with = "stdin", num_args = 0..=1, default_missing_value = "")]
     pub git: Option<String>,
+
+    /// Scan the whole history: every file version reachable from any branch or tag, each
+    /// blob once, every finding reported at the first commit that introduced it. A progress
+    /// bar is drawn when stderr is a terminal. Same as `--git --all`.
+    #[arg(long, visible_alias = "history", conflicts_with_all = ["staged", "stdin"])]
+    pub all: bool,
 
     /// Scan standard input.
     #[arg(long)]
@@ -134,6 +140,13 @@ pub async fn run(global: &GlobalArgs, args: ScanArgs) -> anyhow::Result<ExitCode
     let mut report = if args.stdin {
         let stdin = std::io::stdin();
         source::scan_named_reader(&scanner, &args.stdin_name, stdin.lock())
+    } else if args.all {
+        if args.git.as_deref().is_some_and(|r| !r.is_empty()) {
+            bail!("--all scans every commit: give either --git RANGE or --all, not both");
+        }
+        scan_history(&scanner, &args, &opts)?
+    } else if args.git.as_deref() == Some("") {
+        bail!("--git needs a RANGE (`BASE..HEAD` or a commit), or --all for the whole history");
     } else if args.staged || args.git.is_some() {
         let target = match &args.git {
             Some(range) => GitTarget::Range(range.clone()),
@@ -156,7 +169,7 @@ pub async fn run(global: &GlobalArgs, args: ScanArgs) -> anyhow::Result<ExitCode
     };
 
     for err in &report.errors {
-        eprintln!("opsbot: warning: {err}");
+        eprintln!("opsbot: warning: {}", elide_middle(&err.to_string()));
     }
     if report.skipped_large > 0 {
         eprintln!(
@@ -215,6 +228,54 @@ pub async fn run(global: &GlobalArgs, args: ScanArgs) -> anyhow::Result<ExitCode
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `--git --all`: the history scan, with a progress bar (MB of blobs) on a terminal.
+fn scan_history(
+    scanner: &Scanner,
+    args: &ScanArgs,
+    opts: &SourceOptions,
+) -> anyhow::Result<ScanReport> {
+    use opsbot_scan::source::history::{self, HistoryProgress};
+    let pathspecs: Vec<String> = args
+        .paths
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    let cwd = std::env::current_dir().context("current directory")?;
+    let started = Instant::now();
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} history {bytes}/{total_bytes} ({bytes_per_sec}, {eta}) {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let on_progress = |p: HistoryProgress| {
+        if let Some(bar) = &bar {
+            bar.set_length(p.bytes_total);
+            bar.set_position(p.bytes_done);
+            bar.set_message(format!("{}/{} blobs", p.blobs_done, p.blobs_total));
+        }
+    };
+    let result = history::scan_history(scanner, &cwd, &pathspecs, opts, Some(&on_progress));
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let (report, stats) = result?;
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "opsbot: history: {} commit(s), {} distinct file version(s), {:.1} MB in {:.2} s ({:.0} MB/s)",
+        stats.commits,
+        stats.blobs,
+        report.bytes_scanned as f64 / 1e6,
+        secs,
+        report.bytes_scanned as f64 / 1e6 / secs.max(1e-6),
+    );
+    Ok(report)
 }
 
 fn load_rules(
@@ -320,7 +381,53 @@ fn summary(report: &ScanReport, suppressed: usize, started: Instant) {
         report.bytes_scanned as f64 / 1e6,
         started.elapsed().as_millis()
     ));
+    if !report.errors.is_empty() {
+        text.push_str(&format!(
+            "; {} path(s) could not be scanned (warnings above)",
+            report.errors.len()
+        ));
+    }
     eprintln!("{text}");
+    if report.skipped_binary > 0 {
+        eprintln!("opsbot: {}", binary_note(report));
+    }
+}
+
+/// A message longer than a terminal screen (a path 10,000 directories deep) keeps its start
+/// and its end, where the reason is.
+fn elide_middle(text: &str) -> String {
+    const KEEP: usize = 160;
+    let chars: Vec<char> = text.chars().collect();
+    if chars.len() <= 3 * KEEP {
+        return text.to_owned();
+    }
+    let head: String = chars[..KEEP].iter().collect();
+    let tail: String = chars[chars.len() - KEEP..].iter().collect();
+    format!("{head}…[{} characters]…{tail}", chars.len() - 2 * KEEP)
+}
+
+/// `3 binary file(s) scanned as strings (high-confidence rules only): a.bin, b.so, c.png`,
+/// naming at most five.
+fn binary_note(report: &ScanReport) -> String {
+    const SHOWN: usize = 5;
+    let mut text = format!(
+        "{} binary file(s) scanned as strings (high-confidence rules only)",
+        report.skipped_binary
+    );
+    if !report.binary_files.is_empty() {
+        let names: Vec<&str> = report
+            .binary_files
+            .iter()
+            .take(SHOWN)
+            .map(String::as_str)
+            .collect();
+        text.push_str(": ");
+        text.push_str(&names.join(", "));
+        if report.binary_files.len() > SHOWN {
+            text.push_str(&format!(" and {} more", report.binary_files.len() - SHOWN));
+        }
+    }
+    text
 }
 
 fn relative_to(base: &Path, p: &Path) -> PathBuf {

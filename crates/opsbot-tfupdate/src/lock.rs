@@ -19,9 +19,10 @@ use tokio::sync::{OnceCell, Semaphore};
 
 use crate::constraint::{Constraint, TfVersion};
 use crate::hash::{PackageError, h1_hash_zip, parse_sha256sums, sha256_hex};
+use crate::pins::text_for_parsing;
 use crate::pins::{LineIndex, ParseError, PinKind, ProviderAddress};
 use crate::registry::{RegistryClient, RegistryError, RequestKind};
-use crate::rewrite::{quote, splice};
+use crate::rewrite::{quote, splice, splice_bytes};
 use crate::walk::{FileError, WalkOptions, scan_files, terraform_files, write_atomic};
 
 /// The lock file name.
@@ -104,7 +105,33 @@ fn indent_at(text: &str, offset: usize) -> String {
 }
 
 impl LockFile {
+    /// Parses a lock file's text (a leading UTF-8 BOM is accepted, as Terraform does;
+    /// spans are offsets into `text`, BOM included).
     pub fn parse(file: &Path, text: &str) -> Result<LockFile, ParseError> {
+        let (skip, rest) = match text.strip_prefix(crate::pins::BOM) {
+            Some(rest) => (crate::pins::BOM.len(), rest),
+            None => (0, text),
+        };
+        let mut lock = LockFile::parse_body(file, rest)?;
+        if skip > 0 {
+            let shift = |r: &mut Range<usize>| *r = r.start + skip..r.end + skip;
+            for e in &mut lock.entries {
+                for r in [e.version_span.as_mut(), e.constraints_span.as_mut()]
+                    .into_iter()
+                    .flatten()
+                {
+                    shift(r);
+                }
+                if let Some((r, _)) = e.hashes_span.as_mut() {
+                    shift(r);
+                }
+                shift(&mut e.block_span);
+            }
+        }
+        Ok(lock)
+    }
+
+    fn parse_body(file: &Path, text: &str) -> Result<LockFile, ParseError> {
         let body = hcl_edit::parser::parse_body(text).map_err(|e| ParseError {
             file: file.to_path_buf(),
             line: e.location().line(),
@@ -219,6 +246,41 @@ pub fn render_lock(
     updates: &[LockUpdate],
     same: impl Fn(&str, &str) -> bool,
 ) -> String {
+    let (edits, appended) = lock_edits(text, lock, updates, same);
+    finish_lock(splice(text, edits), &appended, updates)
+}
+
+/// [`render_lock`] on the file's bytes: `text` is [`text_for_parsing`] of `raw` (same
+/// offsets), so the edits are spliced into the original bytes and any byte that is not
+/// UTF-8 (in a comment) is kept as it was.
+pub fn render_lock_bytes(
+    raw: &[u8],
+    text: &str,
+    lock: &LockFile,
+    updates: &[LockUpdate],
+    same: impl Fn(&str, &str) -> bool,
+) -> Vec<u8> {
+    let (edits, appended) = lock_edits(text, lock, updates, same);
+    if raw == text.as_bytes() {
+        return finish_lock(splice(text, edits), &appended, updates).into_bytes();
+    }
+    let mut out = splice_bytes(raw, &edits);
+    if !appended.is_empty() {
+        if !out.ends_with(b"\n") {
+            out.push(b'\n');
+        }
+        out.extend_from_slice(appended.as_bytes());
+    }
+    out
+}
+
+/// The in-place edits of `text` and the blocks to append for `updates`.
+fn lock_edits(
+    text: &str,
+    lock: &LockFile,
+    updates: &[LockUpdate],
+    same: impl Fn(&str, &str) -> bool,
+) -> (Vec<(Range<usize>, String)>, String) {
     let mut edits: Vec<(Range<usize>, String)> = Vec::new();
     let mut appended = String::new();
     for update in updates {
@@ -228,28 +290,55 @@ pub fn render_lock(
             .find(|e| same(&e.address, &update.address))
         {
             Some(entry) => {
-                if let Some(span) = &entry.version_span
-                    && entry.version.as_deref() != Some(update.version.as_str())
-                {
-                    edits.push((span.clone(), quote(&update.version)));
-                }
+                let new_version = entry.version.as_deref() != Some(update.version.as_str());
                 match (&entry.constraints_span, &update.constraints) {
                     (Some(span), Some(c)) if entry.constraints.as_deref() != Some(c.as_str()) => {
                         edits.push((span.clone(), quote(c)));
                     }
                     (None, Some(c)) => {
                         if let Some(span) = &entry.version_span {
-                            // a new attribute right after `version`, like Terraform
+                            // A new attribute right after `version`, like Terraform; the
+                            // `version` line is realigned as `terraform fmt` aligns the
+                            // `=` of consecutive one-line attributes:
+                            // `version     = "…"` / `constraints = "…"`.
+                            let line_start = text[..span.start].rfind('\n').map_or(0, |i| i + 1);
                             let line_end = text[span.end..]
                                 .find('\n')
                                 .map_or(text.len(), |i| span.end + i);
-                            edits.push((
-                                line_end..line_end,
-                                format!("\n{}constraints = {}", entry.indent, quote(c)),
+                            let version = if new_version {
+                                quote(&update.version)
+                            } else {
+                                text[span.clone()].to_string()
+                            };
+                            let lead = text[line_start..span.start].trim();
+                            if lead.strip_prefix("version").map(str::trim) != Some("=") {
+                                // not a line of its own: only add the attribute
+                                edits.push((
+                                    line_end..line_end,
+                                    format!("\n{}constraints = {}", entry.indent, quote(c)),
+                                ));
+                            } else {
+                                edits.push((
+                                line_start..line_end,
+                                format!(
+                                    "{indent}version     = {version}{tail}\n{indent}constraints = {}",
+                                    quote(c),
+                                    indent = entry.indent,
+                                    tail = &text[span.end..line_end],
+                                ),
                             ));
+                            }
                         }
                     }
                     _ => {}
+                }
+                if let Some(span) = &entry.version_span
+                    && new_version
+                    && !edits
+                        .iter()
+                        .any(|(r, _)| r.start <= span.start && span.end <= r.end)
+                {
+                    edits.push((span.clone(), quote(&update.version)));
                 }
                 if entry.hashes != update.hashes {
                     match &entry.hashes_span {
@@ -276,7 +365,12 @@ pub fn render_lock(
             }
         }
     }
-    let mut out = splice(text, edits);
+    (edits, appended)
+}
+
+/// `out` (the spliced text) with the appended blocks, and the header when the file was
+/// empty.
+fn finish_lock(mut out: String, appended: &str, updates: &[LockUpdate]) -> String {
     if !appended.is_empty() {
         if out.trim().is_empty() {
             // as `tofu providers lock` writes an OpenTofu lock file
@@ -291,7 +385,7 @@ pub fn render_lock(
         } else if !out.ends_with('\n') {
             out.push('\n');
         }
-        out.push_str(&appended);
+        out.push_str(appended);
     }
     out
 }
@@ -787,19 +881,24 @@ async fn choose_version(
 /// hashes of that version (`h1:` of each platform and `zh:` of every `SHA256SUMS` line;
 /// merged with the hashes already recorded while the version stays). Entries the
 /// configuration does not name are kept as they are.
+///
+/// The file is read as bytes: a UTF-8 BOM and bytes outside UTF-8 (in comments) are
+/// kept byte for byte; a file that does not parse is an error naming it (and is left
+/// alone by the callers).
 pub async fn locked_text(
     dir: &Path,
     overlay: &Overlay,
     hasher: &LockHasher,
     registry: &RegistryClient,
-) -> Result<(String, String, Vec<(String, Option<String>, String)>), FileError> {
+) -> Result<(Vec<u8>, Vec<u8>, Vec<(String, Option<String>, String)>), FileError> {
     let path = dir.join(LOCK_FILE);
     let file_err = |message: String| FileError {
         file: path.clone(),
         message,
     };
-    let text = std::fs::read_to_string(&path)
+    let raw = std::fs::read(&path)
         .map_err(|e| file_err(format!("{}: cannot read: {e}", path.display())))?;
+    let text = text_for_parsing(&raw).into_owned();
     let lock = LockFile::parse(&path, &text).map_err(|e| file_err(e.to_string()))?;
     let reqs = requirements(dir, overlay)?;
     let default_host = lock_default_host(registry);
@@ -833,10 +932,10 @@ pub async fn locked_text(
         updates.push(update);
         versions.extend(change);
     }
-    let new_text = render_lock(&text, &lock, &updates, |entry, update| {
+    let new_raw = render_lock_bytes(&raw, &text, &lock, &updates, |entry, update| {
         entry_key(entry, &default_host) == entry_key(update, &default_host)
     });
-    Ok((text, new_text, versions))
+    Ok((raw, new_raw, versions))
 }
 
 /// What one provider's lock entry should say, and its version change if any.
@@ -905,7 +1004,7 @@ async fn update_lock_dir(
         return Ok((false, versions));
     }
     if !dry_run {
-        write_atomic(&path, new_text.as_bytes()).map_err(|e| FileError {
+        write_atomic(&path, &new_text).map_err(|e| FileError {
             file: path.clone(),
             message: format!("{}: cannot write: {e}", path.display()),
         })?;
@@ -1033,9 +1132,48 @@ provider "registry.terraform.io/hashicorp/random" {
         }];
         let out = render_lock(LOCK, &lock, &updates, |a, b| a == b);
         assert!(
-            out.contains("  version = \"3.6.0\"\n  constraints = \"~> 3.6\"\n  hashes = ["),
+            out.contains("  version     = \"3.6.0\"\n  constraints = \"~> 3.6\"\n  hashes = ["),
             "{out}"
         );
+        // with a new version at the same time
+        let updates = vec![LockUpdate {
+            version: "3.6.2".into(),
+            ..updates[0].clone()
+        }];
+        let out = render_lock(LOCK, &lock, &updates, |a, b| a == b);
+        assert!(
+            out.contains("  version     = \"3.6.2\"\n  constraints = \"~> 3.6\"\n  hashes = ["),
+            "{out}"
+        );
+        let again = LockFile::parse(Path::new(LOCK_FILE), &out).unwrap();
+        assert_eq!(render_lock(&out, &again, &updates, |a, b| a == b), out);
+    }
+
+    #[test]
+    fn bom_and_non_utf8_comment_bytes_survive_a_lock_update() {
+        let mut raw = b"\xef\xbb\xbf# caf\xe9 \xff\n".to_vec();
+        raw.extend_from_slice(LOCK.as_bytes());
+        let text = text_for_parsing(&raw).into_owned();
+        let lock = LockFile::parse(Path::new(LOCK_FILE), &text).unwrap();
+        assert_eq!(lock.entries.len(), 2);
+        let updates = vec![LockUpdate {
+            address: "registry.terraform.io/hashicorp/random".into(),
+            version: "3.6.1".into(),
+            constraints: None,
+            hashes: vec!["h1:new=".into()],
+        }];
+        let out = render_lock_bytes(&raw, &text, &lock, &updates, |a, b| a == b);
+        let mut want = b"\xef\xbb\xbf# caf\xe9 \xff\n".to_vec();
+        want.extend_from_slice(
+            LOCK.replace("version = \"3.6.0\"", "version = \"3.6.1\"")
+                .replace("\"h1:rand=\"", "\"h1:new=\"")
+                .as_bytes(),
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            String::from_utf8_lossy(&want)
+        );
+        assert_eq!(out, want);
     }
 
     #[test]

@@ -23,7 +23,7 @@ use crate::plan::{
 };
 use crate::registry::RegistryClient;
 use crate::release::{GithubReleases, Release, Releases};
-use crate::rewrite::{ProviderSpec, Target, rewrite_file, rewrite_pins};
+use crate::rewrite::{ProviderSpec, Target, restore_bytes, rewrite_file, rewrite_pins};
 use crate::walk::{ScannedFile, WalkOptions, scan_files, terraform_files};
 
 /// `[tfupdate]` in `opsbot.toml`.
@@ -761,6 +761,9 @@ impl<G: GithubReleases> Finish<'_, '_, G> {
             for (dir, result) in locks {
                 match result {
                     Ok((text, new, versions)) if new != text => {
+                        // as text to parse (bytes outside UTF-8 as placeholders, put back
+                        // from the checkout when committed)
+                        let new = crate::pins::text_for_parsing(&new).into_owned();
                         // only lock files this group's changes move: a file of the group
                         // in the directory, or one of its providers at another version
                         let touched = paths.iter().any(|p| p.parent() == Some(dir.as_path()))
@@ -850,6 +853,33 @@ async fn base_tree_of(
     Ok(commit.tree.sha)
 }
 
+/// The bytes to commit for `f` when its file in the checkout is not UTF-8 everywhere:
+/// its content with each byte outside UTF-8 put back ([`restore_bytes`]); `None` for a
+/// UTF-8 file (committed as text).
+fn original_bytes(checkout: &Path, f: &FileChange) -> Result<Option<Vec<u8>>, PrError> {
+    let placeholder = crate::pins::NON_UTF8_PLACEHOLDER as char;
+    if !f.content.contains(placeholder) {
+        return Ok(None);
+    }
+    let path = checkout.join(&f.path);
+    let raw = std::fs::read(&path)
+        .map_err(|e| PrError::Files(format!("{}: cannot read: {e}", path.display())))?;
+    if std::str::from_utf8(&raw).is_ok() {
+        return Ok(None);
+    }
+    let text = crate::pins::text_for_parsing(&raw);
+    // the rewrite of the original text keeps its placeholders in order
+    let original = text.as_ref();
+    restore_bytes(&raw, original, &f.content)
+        .map(Some)
+        .ok_or_else(|| {
+            PrError::Files(format!(
+                "{}: changed on disk during the update; not committed",
+                path.display()
+            ))
+        })
+}
+
 /// One commit on `base_sha` with the group's files; returns its sha.
 async fn commit_group<G>(
     job: &PrJob<'_, G>,
@@ -857,11 +887,20 @@ async fn commit_group<G>(
     base_sha: &str,
     base_tree: &str,
 ) -> Result<String, PrError> {
-    let entries: Vec<TreeEntry> = group
-        .files
-        .iter()
-        .map(|f| TreeEntry::file_with_content(f.path.clone(), f.content.clone()))
-        .collect();
+    let mut entries: Vec<TreeEntry> = Vec::with_capacity(group.files.len());
+    for f in &group.files {
+        match original_bytes(&job.checkout, f)? {
+            // bytes outside UTF-8 (in comments) are committed as they are in the checkout
+            Some(bytes) => {
+                let sha = job.gh.create_blob(&job.repo, &bytes).await?;
+                entries.push(TreeEntry::file_with_blob(f.path.clone(), sha));
+            }
+            None => entries.push(TreeEntry::file_with_content(
+                f.path.clone(),
+                f.content.clone(),
+            )),
+        }
+    }
     let tree = job
         .gh
         .create_tree(&job.repo, Some(base_tree), &entries)

@@ -432,6 +432,34 @@ pub fn splice_bytes(bytes: &[u8], edits: &[(std::ops::Range<usize>, String)]) ->
     out
 }
 
+/// The bytes of `new_text`, a rewrite of `text` (= [`crate::pins::text_for_parsing`] of
+/// `raw`), with every [`crate::pins::NON_UTF8_PLACEHOLDER`] put back to the byte of `raw`
+/// it stands for: rewrites only splice version strings, which hold no placeholder, so the
+/// placeholders of `new_text` are those of `text`, in order. `None` when `text` is not
+/// the parsing text of `raw` or the counts differ (the file changed meanwhile).
+pub fn restore_bytes(raw: &[u8], text: &str, new_text: &str) -> Option<Vec<u8>> {
+    const P: u8 = crate::pins::NON_UTF8_PLACEHOLDER;
+    if raw.len() != text.len() || crate::pins::text_for_parsing(raw) != text {
+        return None;
+    }
+    let originals: Vec<u8> = text
+        .bytes()
+        .zip(raw)
+        .filter(|(t, _)| *t == P)
+        .map(|(_, r)| *r)
+        .collect();
+    let mut originals = originals.into_iter();
+    let mut out = Vec::with_capacity(new_text.len());
+    for b in new_text.bytes() {
+        if b == P {
+            out.push(originals.next()?);
+        } else {
+            out.push(b);
+        }
+    }
+    originals.next().is_none().then_some(out)
+}
+
 /// Replaces byte ranges (non-overlapping) with new text; everything else is copied.
 pub fn splice(text: &str, mut edits: Vec<(std::ops::Range<usize>, String)>) -> String {
     if edits.is_empty() {
@@ -572,6 +600,23 @@ mod tests {
         assert_eq!(
             splice(text, vec![(5..7, "ab".into()), (1..2, "X".into())]),
             "0X234ab789"
+        );
+    }
+
+    #[test]
+    fn restore_bytes_puts_non_utf8_bytes_back_after_a_rewrite() {
+        let raw = b"# caf\xe9 \x01 \xff\xfe\nterraform {\n  required_version = \"1.5.7\"\n}\n";
+        let text = crate::pins::text_for_parsing(raw).into_owned();
+        let new_text = text.replace("1.5.7", "1.10.0");
+        let mut want = raw.to_vec();
+        let at = want.windows(5).position(|w| w == b"1.5.7").unwrap();
+        want.splice(at..at + 5, b"1.10.0".iter().copied());
+        assert_eq!(restore_bytes(raw, &text, &new_text), Some(want));
+        // a text that is not the file's, or lost a placeholder: refused
+        assert_eq!(restore_bytes(raw, &new_text, &new_text), None);
+        assert_eq!(
+            restore_bytes(raw, &text, &new_text.replacen('\u{1}', "", 1)),
+            None
         );
     }
 }

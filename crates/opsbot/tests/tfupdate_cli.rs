@@ -440,7 +440,6 @@ async fn pr_job_from_the_command_line_with_opsbot_toml() {
 /// `_manifest.json` line). Without `terraform` on PATH the Terraform half is skipped
 /// with a message; opsbot's output is still checked against the fake's hashes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "work in progress (issue 12): opsbot's registry client does not yet get through the HTTPS front"]
 async fn lock_files_match_terraform_providers_lock() {
     use opsbot_tests::fake_registry::TlsFront;
     let registry = FakeRegistry::start().await;
@@ -456,6 +455,8 @@ async fn lock_files_match_terraform_providers_lock() {
     env.push(("CHECKPOINT_DISABLE".into(), "1".into()));
     let ours = tempfile::tempdir().unwrap();
     std::fs::write(ours.path().join("main.tf"), main_tf).unwrap();
+    // like tfupdate, `lock` updates the lock files that exist
+    std::fs::write(ours.path().join(".terraform.lock.hcl"), "").unwrap();
     let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let cache = ours.path().join(".cache");
     let cache_s = cache.display().to_string();
@@ -497,11 +498,7 @@ async fn lock_files_match_terraform_providers_lock() {
         "{lock}"
     );
 
-    let Some(terraform) = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("terraform"))
-            .find(|p| p.is_file())
-    }) else {
+    let Some(terraform) = terraform_cli() else {
         eprintln!(
             "SKIP: no terraform on PATH; the comparison with `terraform providers lock` was not run"
         );
@@ -525,12 +522,35 @@ async fn lock_files_match_terraform_providers_lock() {
     for (k, v) in &env {
         cmd.env(k, v);
     }
+    let zip = |name: &str, version: &str, platform: &str| {
+        format!("/dl/hashicorp/{name}/{version}/terraform-provider-{name}_{version}_{platform}.zip")
+    };
+    let fetched = |name: &str, version: &str| {
+        platforms
+            .iter()
+            .map(|p| registry.request_count(&zip(name, version, p)))
+            .collect::<Vec<_>>()
+    };
+    let before = [fetched("null", "3.2.1"), fetched("random", "3.6.0")];
     let out = cmd.output().await.unwrap();
     assert!(
         out.status.success(),
         "terraform providers lock failed:\n{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+    // Terraform itself fetched (and verified) every package from the fake
+    let after = [fetched("null", "3.2.1"), fetched("random", "3.6.0")];
+    for (b, a) in before.iter().flatten().zip(after.iter().flatten()) {
+        assert!(
+            a > b,
+            "terraform did not download every package: {:?}",
+            registry.requests()
+        );
+    }
+    eprintln!(
+        "terraform providers lock: {}",
+        String::from_utf8_lossy(&out.stdout).trim()
     );
     let want = read(theirs.path(), ".terraform.lock.hcl");
     assert_eq!(lock, want, "opsbot's lock file differs from terraform's");
@@ -559,4 +579,382 @@ async fn lock_files_match_terraform_providers_lock() {
     assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
     assert!(run.stderr.contains("signature"), "{}", run.stderr);
     assert_eq!(read(ours.path(), ".terraform.lock.hcl"), want);
+}
+
+/// The hashes listed in the lock block of `address`, in file order.
+fn lock_block_hashes(lock: &str, address: &str) -> Vec<String> {
+    let Some(start) = lock.find(&format!("provider \"{address}\" {{")) else {
+        return Vec::new();
+    };
+    let rest = &lock[start..];
+    let end = rest.find("\n}").unwrap_or(rest.len());
+    rest[..end]
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("\"h1:") || l.starts_with("\"zh:"))
+        .map(|l| l.trim_end_matches(',').trim_matches('"').to_string())
+        .collect()
+}
+
+/// An OpenTofu tree gets OpenTofu hashes: with `registry.terraform.io` and
+/// `registry.opentofu.org` both served (through the HTTPS front, under their real names)
+/// and the same provider version built differently on each, a provider whose source is
+/// `registry.opentofu.org/…`, or any provider when `TFREGISTRY_BASE_URL` names the
+/// OpenTofu registry, is locked with the OpenTofu registry's hashes, and
+/// registry.terraform.io is never asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opentofu_providers_get_opentofu_hashes() {
+    use opsbot_tests::fake_registry::{PackageSpec, TlsFront};
+    let hashicorp = FakeRegistry::start().await;
+    let tofu = FakeRegistry::start().await;
+    let platforms = ["linux_amd64", "darwin_arm64"];
+    hashicorp.add_provider("hashicorp", "null", "3.2.2", &platforms);
+    // OpenTofu's registry serves its own builds, without a `_manifest.json` line
+    tofu.add_provider_packages(
+        "hashicorp",
+        "null",
+        "3.2.2",
+        platforms
+            .iter()
+            .map(|p| {
+                PackageSpec::with_files(
+                    p,
+                    vec![(
+                        "terraform-provider-null_v3.2.2".to_string(),
+                        format!("OpenTofu's build of hashicorp/null 3.2.2 for {p}\n").into_bytes(),
+                    )],
+                )
+            })
+            .collect(),
+        false,
+    );
+    let front = TlsFront::start(&[
+        ("registry.terraform.io", &hashicorp),
+        ("registry.opentofu.org", &tofu),
+    ])
+    .await
+    .unwrap();
+    let plats: Vec<String> = platforms.iter().map(|p| p.to_string()).collect();
+    let want = tofu.lock_hashes("hashicorp", "null", "3.2.2", &plats);
+    let theirs = hashicorp.lock_hashes("hashicorp", "null", "3.2.2", &plats);
+    assert_eq!(want.len(), 4, "2 h1 + 2 zh: {want:?}");
+    assert!(
+        want.iter().all(|h| !theirs.contains(h)),
+        "builds must differ"
+    );
+
+    let env = front.client_env();
+    let tf = |source: &str| {
+        format!(
+            "terraform {{\n  required_providers {{\n    null = {{\n      source  = \"{source}\"\n      version = \"3.2.2\"\n    }}\n  }}\n}}\n"
+        )
+    };
+    for (source, base_url) in [
+        ("registry.opentofu.org/hashicorp/null", None),
+        ("hashicorp/null", Some("https://registry.opentofu.org")),
+    ] {
+        hashicorp.reset_requests();
+        tofu.reset_requests();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("main.tf"), tf(source)).unwrap();
+        std::fs::write(dir.path().join(".terraform.lock.hcl"), "").unwrap();
+        let cache = dir.path().join(".cache").display().to_string();
+        let mut run_env: Vec<(&str, &str)> =
+            env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        run_env.push(("OPSBOT_TF_CACHE_DIR", &cache));
+        if let Some(url) = base_url {
+            run_env.push(("TFREGISTRY_BASE_URL", url));
+        }
+        let dir_s = dir.path().display().to_string();
+        let run = opsbot(
+            &[
+                "tfupdate",
+                "lock",
+                "--platform",
+                "linux_amd64",
+                "--platform",
+                "darwin_arm64",
+                &dir_s,
+            ],
+            &run_env,
+        )
+        .await;
+        assert_eq!(run.code, 0, "{source}: {}\n{}", run.stdout, run.stderr);
+        let lock = read(dir.path(), ".terraform.lock.hcl");
+        assert!(
+            lock.starts_with("# This file is maintained automatically by \"tofu init\"."),
+            "{source}: {lock}"
+        );
+        let got = lock_block_hashes(&lock, "registry.opentofu.org/hashicorp/null");
+        assert_eq!(got, want, "{source}: {lock}");
+        assert!(!lock.contains("registry.terraform.io"), "{source}: {lock}");
+        assert_eq!(
+            hashicorp.total_requests(),
+            0,
+            "{source}: registry.terraform.io was asked: {:?}",
+            hashicorp.requests()
+        );
+        assert_eq!(
+            tofu.request_count("/v1/providers/hashicorp/null/3.2.2/download/linux/amd64"),
+            1,
+            "{source}: {:?}",
+            tofu.requests()
+        );
+    }
+}
+
+/// Lock files Terraform accepts are updated byte for byte: a UTF-8 BOM and a byte
+/// outside UTF-8 in a comment stay as they were around the edited entry (whose
+/// `version` is realigned when `constraints` is added, as `terraform fmt` aligns it). A
+/// lock file that does not parse is left untouched, with an error naming it, and the
+/// other lock files of the run are still updated.
+#[tokio::test(flavor = "multi_thread")]
+async fn lock_files_keep_their_bytes_and_unparseable_ones_are_left_alone() {
+    let reg = FakeRegistry::start().await;
+    let platforms = ["linux_amd64"];
+    reg.add_provider("hashicorp", "null", "3.2.1", &platforms);
+    reg.add_provider("hashicorp", "null", "3.2.2", &platforms);
+    let dir = tempfile::tempdir().unwrap();
+    let tf = "terraform {\n  required_providers {\n    null = {\n      source  = \"hashicorp/null\"\n      version = \"~> 3.2.2\"\n    }\n  }\n}\n";
+    for root in ["good", "bad"] {
+        std::fs::create_dir_all(dir.path().join(root)).unwrap();
+        std::fs::write(dir.path().join(root).join("main.tf"), tf).unwrap();
+    }
+    let mut good = b"\xEF\xBB\xBF# This file is maintained automatically by \"terraform init\".\n# r\xE9sum\xE9: \xFF\xFE (latin-1)\n\nprovider \"registry.terraform.io/hashicorp/null\" {\n  version = \"3.2.1\"\n  hashes = [\n    \"h1:old=\",\n  ]\n}\n".to_vec();
+    std::fs::write(dir.path().join("good/.terraform.lock.hcl"), &good).unwrap();
+    let bad = b"# caf\xE9\nprovider \"registry.terraform.io/hashicorp/null\" {\n  version = \"3.2.1\"\n  hashes = [\n".to_vec();
+    std::fs::write(dir.path().join("bad/.terraform.lock.hcl"), &bad).unwrap();
+    let cache = dir.path().join(".cache");
+    let url = reg.url();
+    let run = opsbot(
+        &[
+            "tfupdate",
+            "lock",
+            "-r",
+            "--platform",
+            "linux_amd64",
+            "--registry-url",
+            url.as_str(),
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            dir.path().to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("bad/.terraform.lock.hcl:") && run.stderr.contains("cannot parse"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("bad/.terraform.lock.hcl")).unwrap(),
+        bad
+    );
+    let plats = vec!["linux_amd64".to_string()];
+    let hashes = reg.lock_hashes("hashicorp", "null", "3.2.2", &plats);
+    let at = good.windows(9).position(|w| w == b"  version").unwrap();
+    let entry = format!(
+        "  version     = \"3.2.2\"\n  constraints = \"~> 3.2.2\"\n  hashes = [\n{}  ]\n}}\n",
+        hashes
+            .iter()
+            .map(|h| format!("    \"{h}\",\n"))
+            .collect::<String>()
+    );
+    good.truncate(at);
+    good.extend_from_slice(entry.as_bytes());
+    assert_eq!(
+        String::from_utf8_lossy(
+            &std::fs::read(dir.path().join("good/.terraform.lock.hcl")).unwrap()
+        ),
+        String::from_utf8_lossy(&good)
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("good/.terraform.lock.hcl")).unwrap(),
+        good
+    );
+    assert!(
+        run.stdout.contains("updated 1 of 2 lock files"),
+        "{}",
+        run.stdout
+    );
+}
+
+/// `terraform` on PATH, if any.
+fn terraform_cli() -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("terraform"))
+            .find(|p| p.is_file())
+    })
+}
+
+/// When the configuration gains a constraint, `constraints` is added to the existing
+/// lock entry and `version` realigned exactly as `terraform fmt` aligns them (checked
+/// against the real `terraform fmt` when it is on PATH).
+#[tokio::test(flavor = "multi_thread")]
+async fn constraints_added_to_a_lock_entry_are_aligned_as_terraform_fmt_aligns_them() {
+    let reg = FakeRegistry::start().await;
+    reg.add_provider("hashicorp", "null", "3.2.1", &["linux_amd64"]);
+    let plats = vec!["linux_amd64".to_string()];
+    let hashes = reg.lock_hashes("hashicorp", "null", "3.2.1", &plats);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("main.tf"),
+        "terraform {\n  required_providers {\n    null = {\n      source  = \"hashicorp/null\"\n      version = \"~> 3.2\"\n    }\n  }\n}\n",
+    )
+    .unwrap();
+    let entry = |attrs: &str| {
+        format!(
+            "# This file is maintained automatically by \"terraform init\".\n# Manual edits may be lost in future updates.\n\nprovider \"registry.terraform.io/hashicorp/null\" {{\n{attrs}  hashes = [\n{}  ]\n}}\n",
+            hashes
+                .iter()
+                .map(|h| format!("    \"{h}\",\n"))
+                .collect::<String>()
+        )
+    };
+    std::fs::write(
+        dir.path().join(".terraform.lock.hcl"),
+        entry("  version = \"3.2.1\"\n"),
+    )
+    .unwrap();
+    let cache = dir.path().join(".cache");
+    let url = reg.url();
+    let run = opsbot(
+        &[
+            "tfupdate",
+            "lock",
+            "--platform",
+            "linux_amd64",
+            "--registry-url",
+            url.as_str(),
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            dir.path().to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let lock = read(dir.path(), ".terraform.lock.hcl");
+    assert_eq!(
+        lock,
+        entry("  version     = \"3.2.1\"\n  constraints = \"~> 3.2\"\n")
+    );
+    let Some(terraform) = terraform_cli() else {
+        eprintln!("SKIP: no terraform on PATH; the comparison with `terraform fmt` was not run");
+        return;
+    };
+    let mut child = std::process::Command::new(terraform)
+        .args(["fmt", "-"])
+        .env("CHECKPOINT_DISABLE", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(lock.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        lock,
+        "terraform fmt changes it"
+    );
+}
+
+/// The PR job commits a file with bytes outside UTF-8 in a comment (and its lock file)
+/// with those bytes as they were, only the version strings changed.
+#[tokio::test(flavor = "multi_thread")]
+async fn pr_job_keeps_bytes_outside_utf8_in_the_committed_files() {
+    let reg = FakeRegistry::start().await;
+    reg.add_provider("hashicorp", "aws", "5.31.0", &["linux_amd64"]);
+    reg.add_provider("hashicorp", "aws", "5.70.0", &["linux_amd64"]);
+    let plats = vec!["linux_amd64".to_string()];
+    let old = reg.lock_hashes("hashicorp", "aws", "5.31.0", &plats);
+    let new = reg.lock_hashes("hashicorp", "aws", "5.70.0", &plats);
+    let versions = b"# r\xE9sum\xE9 \xFF (latin-1)\nterraform {\n  required_providers {\n    aws = { source = \"hashicorp/aws\", version = \"5.31.0\" }\n  }\n}\n".to_vec();
+    let lock = |version: &str, hashes: &[String]| {
+        let mut out = b"# This file is maintained automatically by \"terraform init\".\n# caf\xE9\n\nprovider \"registry.terraform.io/hashicorp/aws\" {\n".to_vec();
+        out.extend_from_slice(
+            format!(
+                "  version     = \"{version}\"\n  constraints = \"{version}\"\n  hashes = [\n{}  ]\n}}\n",
+                hashes
+                    .iter()
+                    .map(|h| format!("    \"{h}\",\n"))
+                    .collect::<String>()
+            )
+            .as_bytes(),
+        );
+        out
+    };
+    let old_lock = lock("5.31.0", &old);
+    let gh = FakeGitHub::start().await;
+    gh.create_repo("acme/infra");
+    gh.commit_files(
+        "acme/infra",
+        "main",
+        &[
+            ("versions.tf", String::from_utf8_lossy(&versions).as_ref()),
+            (
+                ".terraform.lock.hcl",
+                String::from_utf8_lossy(&old_lock).as_ref(),
+            ),
+        ],
+        "infra",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("versions.tf"), &versions).unwrap();
+    std::fs::write(dir.path().join(".terraform.lock.hcl"), &old_lock).unwrap();
+    let config = dir.path().join("opsbot.toml");
+    let cache = dir.path().join(".cache");
+    std::fs::write(
+        &config,
+        format!(
+            "[tfupdate]\nterraform = false\nlock_platforms = [\"linux_amd64\"]\ncache_dir = \"{}\"\n",
+            cache.display()
+        ),
+    )
+    .unwrap();
+    let url = gh.url();
+    let reg_url = reg.url();
+    let env = [
+        ("GITHUB_API_URL", url.as_str()),
+        ("GITHUB_TOKEN", TEST_TOKEN),
+        ("GITHUB_REPOSITORY", "acme/infra"),
+        ("OPSBOT_TF_REGISTRY_URL", reg_url.as_str()),
+    ];
+    let checkout = dir.path().to_str().unwrap();
+    let cfg = config.to_str().unwrap();
+    let run = opsbot(
+        &["--config", cfg, "tfupdate", "pr", "--checkout", checkout],
+        &env,
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let pulls = gh.pulls("acme/infra");
+    assert_eq!(pulls.len(), 1, "{}", run.stdout);
+    let head = &pulls[0].head;
+    let mut want_tf = versions.clone();
+    let at = want_tf.windows(6).position(|w| w == b"5.31.0").unwrap();
+    want_tf.splice(at..at + 6, b"5.70.0".iter().copied());
+    // the fake hands files back as (lossy) text: a placeholder would show as \u{1}, the
+    // original bytes as U+FFFD
+    for (path, want) in [
+        ("versions.tf", want_tf),
+        (".terraform.lock.hcl", lock("5.70.0", &new)),
+    ] {
+        let got = gh.file("acme/infra", head, path).unwrap();
+        assert!(!got.contains('\u{1}'), "{path}: {got:?}");
+        assert_eq!(got, String::from_utf8_lossy(&want), "{path}");
+    }
 }

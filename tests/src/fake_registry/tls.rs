@@ -26,13 +26,16 @@ use tokio_rustls::rustls;
 
 use super::FakeRegistry;
 
-/// A running HTTPS front; dropping it stops it (the registries behind it are the
-/// caller's).
+/// A running HTTPS front; dropping it stops it. It holds a handle on every registry
+/// behind it, so they keep serving for as long as the front does (a fake registry stops
+/// when its last handle is dropped, and a front whose upstream is gone could only cut
+/// its clients off).
 #[derive(Debug)]
 pub struct TlsFront {
     addr: SocketAddr,
     ca_file: PathBuf,
     _dir: tempfile::TempDir,
+    _registries: Vec<FakeRegistry>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -87,6 +90,7 @@ impl TlsFront {
             addr,
             ca_file,
             _dir: dir,
+            _registries: hosts.iter().map(|(_, r)| (*r).clone()).collect(),
             task,
         })
     }
@@ -155,6 +159,10 @@ fn certificates(
     ))
 }
 
+/// One proxy connection: reads the `CONNECT host:443` request, connects to the fake
+/// registered for `host` (502 when it cannot be reached, 403 for any other host or
+/// method), answers 200, terminates TLS and relays both directions until each side has
+/// finished, then closes the TLS session with `close_notify`.
 async fn tunnel(
     mut conn: TcpStream,
     acceptor: TlsAcceptor,
@@ -163,26 +171,148 @@ async fn tunnel(
     // The proxy request: `CONNECT host:443 HTTP/1.1` and headers, up to 16 KiB.
     let mut head = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+    let end = loop {
+        if let Some(i) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
         let n = conn.read(&mut buf).await?;
         if n == 0 || head.len() > 16 * 1024 {
             return Ok(());
         }
         head.extend_from_slice(&buf[..n]);
-    }
-    let text = String::from_utf8_lossy(&head);
+    };
+    let text = String::from_utf8_lossy(&head[..end]);
     let mut first = text.lines().next().unwrap_or_default().split_whitespace();
     let (method, target) = (first.next().unwrap_or(""), first.next().unwrap_or(""));
     let host = target.rsplit_once(':').map_or(target, |(h, _)| h);
     let Some(addr) = upstream.get(host).filter(|_| method == "CONNECT") else {
-        conn.write_all(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n")
+        conn.write_all(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
             .await?;
+        conn.shutdown().await?;
         return Ok(());
     };
+    // Upstream first: a client must not get a TLS session that leads nowhere.
+    let mut plain = match TcpStream::connect(addr).await {
+        Ok(s) => s,
+        Err(e) => {
+            let body = format!("fake registry for {host} at {addr} unreachable: {e}\n");
+            let resp = format!(
+                "HTTP/1.1 502 Bad Gateway\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            conn.write_all(resp.as_bytes()).await?;
+            conn.shutdown().await?;
+            return Ok(());
+        }
+    };
+    plain.set_nodelay(true)?;
+    conn.set_nodelay(true)?;
     conn.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
         .await?;
-    let mut tls = acceptor.accept(conn).await?;
-    let mut plain = TcpStream::connect(addr).await?;
-    tokio::io::copy_bidirectional(&mut tls, &mut plain).await?;
+    conn.flush().await?;
+    // A client may send its ClientHello right behind the CONNECT request: those bytes
+    // were read with the head and belong to the TLS session.
+    let early = head.split_off(end);
+    let mut tls = acceptor
+        .accept(Prefixed {
+            early,
+            pos: 0,
+            inner: conn,
+        })
+        .await?;
+    relay(&mut tls, &mut plain).await
+}
+
+/// Copies client → upstream and upstream → client until both directions are done: the
+/// end of one direction is passed on as a shutdown of the other side's write half
+/// (`close_notify` towards the client), so a response is never cut off by the
+/// request side finishing first.
+async fn relay<A, B>(client: &mut A, upstream: &mut B) -> std::io::Result<()>
+where
+    A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    B: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let (mut cr, mut cw) = tokio::io::split(client);
+    let (mut ur, mut uw) = tokio::io::split(upstream);
+    let up = async {
+        // A client that closes TCP without `close_notify` ends its side all the same.
+        let r = copy_until_eof(&mut cr, &mut uw).await;
+        let _ = uw.shutdown().await;
+        r
+    };
+    let down = async {
+        let r = copy_until_eof(&mut ur, &mut cw).await;
+        let _ = cw.shutdown().await;
+        r
+    };
+    let (a, b) = tokio::join!(up, down);
+    a.and(b)
+}
+
+async fn copy_until_eof<R, W>(from: &mut R, to: &mut W) -> std::io::Result<()>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => return Err(e),
+        };
+        to.write_all(&buf[..n]).await?;
+        to.flush().await?;
+    }
     Ok(())
+}
+
+/// A stream that first yields bytes already read from it.
+struct Prefixed {
+    early: Vec<u8>,
+    pos: usize,
+    inner: TcpStream,
+}
+
+impl tokio::io::AsyncRead for Prefixed {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        out: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if this.pos < this.early.len() {
+            let n = out.remaining().min(this.early.len() - this.pos);
+            out.put_slice(&this.early[this.pos..this.pos + n]);
+            this.pos += n;
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut this.inner).poll_read(cx, out)
+    }
+}
+
+impl tokio::io::AsyncWrite for Prefixed {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_write(cx, data)
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
 }

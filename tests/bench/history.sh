@@ -13,8 +13,8 @@
 # Prints, as medians over N runs (default 5): opsbot's wall time and MB/s over the distinct
 # file versions it scanned, and the time of `git cat-file --batch-all-objects --batch`
 # (decompressing every object once: the floor any history scanner pays) with opsbot's ratio
-# to it; with `kingfisher` on PATH (pip install kingfisher-bin), its time on the same
-# repository too. Peak RSS of one opsbot run via /usr/bin/time when present.
+# to it; with `kingfisher` on PATH or installed by `tests/conformance/secrets.sh --peers`
+# (kingfisher-bin from PyPI), its time on the same repository too. Peak RSS of one opsbot run via /usr/bin/time when present.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 runs=5
@@ -98,6 +98,12 @@ time_of() { # prints seconds of one run of "$@", output discarded
 calc() { python3 -c "print(round($1, 3))"; }
 ops_run() { (cd "$repo" && "$bin" scan --git --all --color never); }
 
+# kingfisher from PyPI (kingfisher-bin), where tests/conformance/secrets.sh --peers put it
+peers="${OPSBOT_PEERS_DIR:-$HOME/.cache/opsbot-peers}"
+if ! command -v kingfisher >/dev/null && [ -x "$peers/venv/bin/kingfisher" ]; then
+  PATH="$peers/venv/bin:$PATH"
+fi
+
 ops_times=()
 git_times=()
 kf_times=()
@@ -105,7 +111,7 @@ for _ in $(seq "$runs"); do
   ops_times+=("$(time_of ops_run)")
   git_times+=("$(time_of git -C "$repo" cat-file --batch-all-objects --batch)")
   if command -v kingfisher >/dev/null; then
-    kf_times+=("$(time_of kingfisher scan "$repo" --no-update-check --format json)")
+    kf_times+=("$(time_of kingfisher scan "$repo" --git-history full --no-validate --no-update-check --format json)")
   fi
 done
 # MB scanned, from opsbot's own summary line

@@ -2,9 +2,10 @@
 //! attacker replays) is not scanned twice.
 //!
 //! One port, [`DeliveryLedger`], with two adapters: [`MemoryLedger`] (one process: `opsbot
-//! app serve`; bounded, the oldest ids are forgotten first) and
-//! [`crate::dynamodb::DynamoLedger`] (durable and shared by every replica and Lambda
-//! worker: a DynamoDB conditional put with a TTL). A delivery is *claimed* before its scan,
+//! app serve` without `--ledger-table`; bounded, the oldest ids are forgotten first) and
+//! [`crate::dynamodb::DynamoLedger`] (durable and shared by every replica, restart and
+//! Lambda worker: a DynamoDB conditional put with a lease and a TTL; `opsbot app serve
+//! --ledger-table NAME`). A delivery is *claimed* before its scan,
 //! *completed* after it, and *released* when the scan failed or was cancelled, so GitHub's
 //! redelivery (or SQS's) runs it again.
 

@@ -23,6 +23,9 @@
 //! start) never ask for one attempt twice, and a redelivery that failed again (a newer
 //! attempt) is asked for once in turn. The sweep also reads which successful deliveries are
 //! `done` here (`BatchGetItem`), so it reads check runs from GitHub only for the others.
+//!
+//! `opsbot app serve --ledger-table NAME` uses the same table ([`connect_from_env`]), so
+//! replicas of the server, a restarted server and the Lambda worker share one record.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,7 +33,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use aws_sdk_dynamodb::types::{AttributeValue, KeyType, KeysAndAttributes, ScalarAttributeType};
 use tracing::debug;
 
 use crate::dedup::{Claim, DeliveryLedger, LedgerError, LedgerFuture};
@@ -49,6 +52,46 @@ const DONE: &str = "done";
 /// Key prefix of the redelivery sweep's items (delivery ids are GUIDs: no clash).
 pub const REDELIVER_PREFIX: &str = "redeliver#";
 const ASKED: &str = "asked_attempt";
+
+/// The delivery table cannot be used (checked once at start-up by [`connect`]).
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    #[error(
+        "the delivery ledger table `{table}` cannot be reached: DynamoDB DescribeTable ({where_}) failed: {message}"
+    )]
+    Unreachable {
+        table: String,
+        where_: String,
+        message: String,
+    },
+    #[error(
+        "the delivery ledger table `{table}` has hash key {found}; it needs `{KEY}` (a string) and no sort key"
+    )]
+    WrongKey { table: String, found: String },
+}
+
+/// A client for `aws` and the ledger on `table`, after checking with `DescribeTable` that
+/// the table exists and has the ledger's key, so a wrong name, region, endpoint or
+/// credential fails at start-up rather than on the first delivery.
+pub async fn connect(aws: &aws_config::SdkConfig, table: &str) -> Result<DynamoLedger, TableError> {
+    let ledger = DynamoLedger::new(Client::new(aws), table);
+    let where_ = format!(
+        "region {}, endpoint {}",
+        aws.region().map_or("not set", |r| r.as_ref()),
+        aws.endpoint_url().unwrap_or("the default")
+    );
+    ledger.check_table(&where_).await?;
+    Ok(ledger)
+}
+
+/// [`connect`] with the AWS configuration read from the environment as the SDK reads it
+/// (`AWS_REGION`, `AWS_PROFILE`, credentials, `AWS_ENDPOINT_URL`, ...).
+pub async fn connect_from_env(table: &str) -> Result<DynamoLedger, TableError> {
+    let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    connect(&aws, table).await
+}
 
 /// The DynamoDB adapter of [`DeliveryLedger`].
 #[derive(Debug, Clone)]
@@ -105,6 +148,48 @@ impl DynamoLedger {
 
     pub fn table(&self) -> &str {
         &self.table
+    }
+
+    /// `DescribeTable`: the table exists and its only key is [`KEY`], a string.
+    async fn check_table(&self, where_: &str) -> Result<(), TableError> {
+        let out = self
+            .client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+            .map_err(|e| TableError::Unreachable {
+                table: self.table.clone(),
+                where_: where_.to_owned(),
+                message: DisplayErrorContext(&e).to_string(),
+            })?;
+        let table = out.table();
+        let keys = table.map(|t| t.key_schema()).unwrap_or_default();
+        let string_key = table
+            .map(|t| t.attribute_definitions())
+            .unwrap_or_default()
+            .iter()
+            .any(|a| a.attribute_name() == KEY && *a.attribute_type() == ScalarAttributeType::S);
+        let ok = keys.len() == 1
+            && keys[0].attribute_name() == KEY
+            && *keys[0].key_type() == KeyType::Hash
+            && string_key;
+        if !ok {
+            let found = keys
+                .iter()
+                .map(|k| format!("`{}` ({})", k.attribute_name(), k.key_type().as_str()))
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(TableError::WrongKey {
+                table: self.table.clone(),
+                found: if found.is_empty() {
+                    "none".into()
+                } else {
+                    found
+                },
+            });
+        }
+        Ok(())
     }
 
     fn error(op: &'static str, delivery: &str, message: String) -> LedgerError {

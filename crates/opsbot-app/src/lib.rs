@@ -86,6 +86,11 @@ pub struct AppSettings {
     /// Seconds between redelivery sweeps (default 300; 0 turns the sweep off).
     #[serde(default)]
     pub redeliver_interval_secs: Option<u64>,
+    /// Seconds a delivery claimed in the shared ledger (`--ledger-table`) stays claimed
+    /// when its replica dies mid-scan; then a redelivery to another replica scans it
+    /// (default 900; longer than the longest scan).
+    #[serde(default)]
+    pub claim_lease_secs: Option<u64>,
 }
 
 impl AppSettings {
@@ -112,6 +117,9 @@ impl AppSettings {
         }
         if let Some(s) = self.shutdown_deadline_secs {
             config.shutdown_deadline = Duration::from_secs(s);
+        }
+        if let Some(s) = self.claim_lease_secs {
+            config.claim_lease = Duration::from_secs(s.max(1));
         }
         match self.redeliver_interval_secs {
             Some(0) => config.redelivery = None,

@@ -84,7 +84,8 @@ pub struct Delivery {
 pub enum Step {
     /// Every attempt failed: redeliver (the newest attempt's id).
     Redeliver { id: u64, guid: String, status: u16 },
-    /// It succeeded: check that its scan was done, else redeliver.
+    /// It succeeded: check that its scan was done, else redeliver (the newest attempt's
+    /// id; every attempt carries the same payload).
     Verify {
         id: u64,
         guid: String,
@@ -99,8 +100,9 @@ fn retryable(status: u16) -> bool {
 /// Decides, per delivery id, from the listing (newest first). `asked(guid)` is the attempt
 /// this sweeper last asked GitHub to redeliver for that id: a failed attempt is asked for
 /// once (a redelivery that fails again is a new attempt, asked for once in turn), and a
-/// successful delivery is verified once. `finished` says whether this process completed
-/// an id's job.
+/// successful delivery is verified once per attempt (a redelivery that was answered without
+/// a scan is verified once in turn). `finished` says whether this process completed an id's
+/// job.
 pub fn plan(
     listing: &[Delivery],
     now: OffsetDateTime,
@@ -130,7 +132,10 @@ pub fn plan(
             }
             continue;
         }
-        if asked_for.is_some() {
+        // Verified once per attempt: a redelivery we asked for that did not lead to a scan
+        // either (answered while another replica's claim still held it, say) is a newer
+        // attempt, verified once in turn after the grace period.
+        if asked_for.is_some_and(|id| id >= d.id) {
             continue;
         }
         let age = now - d.delivered_at;
@@ -138,12 +143,8 @@ pub fn plan(
             && age >= time::Duration::try_from(grace).unwrap_or(time::Duration::ZERO)
             && !finished(&d.guid)
         {
-            let ok = attempts
-                .iter()
-                .find(|x| (200..300).contains(&x.status_code))
-                .map_or(d.id, |x| x.id);
             steps.push(Step::Verify {
-                id: ok,
+                id: d.id,
                 guid: d.guid.clone(),
                 event: d.event.clone(),
             });
@@ -557,7 +558,7 @@ mod tests {
                     status: 0
                 },
                 Step::Verify {
-                    id: 1,
+                    id: 2,
                     guid: "h".into(),
                     event: "push".into()
                 },
@@ -572,6 +573,27 @@ mod tests {
             |_| false,
         );
         assert!(steps.is_empty());
+        // A redelivery we asked for that was answered but did not scan (a newer attempt)
+        // is verified again; the attempts already asked for are not.
+        let steps = plan(
+            &listing,
+            now,
+            Duration::from_secs(600),
+            |g| match g {
+                "c" => Some(6),
+                "h" => Some(2),
+                _ => Some(9),
+            },
+            |_| false,
+        );
+        assert_eq!(
+            steps,
+            vec![Step::Verify {
+                id: 7,
+                guid: "c".into(),
+                event: "push".into()
+            }]
+        );
         // A redelivery that failed again (a newer attempt) is asked for again.
         let steps = plan(
             &listing,

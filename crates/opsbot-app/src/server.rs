@@ -5,7 +5,9 @@
 //! `X-Hub-Signature-256` HMAC over the raw bytes (missing or wrong → 401, nothing parsed),
 //! then the JSON. A scan request already seen (same `X-GitHub-Delivery`, claimed in the
 //! [`DeliveryLedger`]: in memory, or DynamoDB shared by replicas) answers 200 `duplicate`
-//! and does nothing.
+//! and does nothing — except, with a shared ledger, one another replica claimed and has not
+//! finished (it may have died: its claim lapses with its lease), which answers 503 so that
+//! GitHub records it as failed and the redelivery sweep sends it again.
 //!
 //! **Bounded admission.** At most `max_concurrent_scans` scans run and at most
 //! `queue_capacity` more wait. A delivery that finds no room is answered 503 with
@@ -47,7 +49,7 @@ use tower::ServiceExt as _;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::dedup::{Claim, DeliveryLedger, DeliveryLog, MemoryLedger};
-use crate::redeliver::{RedeliverySettings, Sweeper};
+use crate::redeliver::{RedeliveryLog, RedeliverySettings, Sweeper};
 use crate::signature;
 use crate::webhook::{self, Route, ScanJob};
 use crate::worker::{JobOutcome, Worker};
@@ -111,8 +113,8 @@ pub struct AppConfig {
     pub retry_after: Duration,
     /// The periodic redelivery sweep (`None`: off).
     pub redelivery: Option<RedeliverySettings>,
-    /// How long a delivery claim in a shared ledger outlives a crashed server (the
-    /// in-memory ledger ignores it).
+    /// How long a delivery claim in a shared ledger outlives a crashed server: after it,
+    /// a redelivery to another replica scans the delivery (the in-memory ledger ignores it).
     pub claim_lease: Duration,
 }
 
@@ -159,6 +161,9 @@ struct Inner {
     worker: Worker,
     /// Delivery ids claimed once (in memory by default; DynamoDB for replicas).
     ledger: Arc<dyn DeliveryLedger>,
+    /// The redelivery sweep's shared "asked once per attempt" record (with a shared
+    /// ledger: the same table); `None`, in memory per sweeper.
+    redelivery_log: Option<Arc<dyn RedeliveryLog>>,
     /// Deliveries whose job finished here (the sweep need not look them up).
     finished: Mutex<DeliveryLog>,
     tracker: TaskTracker,
@@ -203,6 +208,27 @@ impl AppState {
     /// With another delivery ledger (e.g. [`crate::dynamodb::DynamoLedger`], shared by
     /// replicas, so a delivery is scanned once whichever replica gets it).
     pub fn with_ledger(config: AppConfig, worker: Worker, ledger: Arc<dyn DeliveryLedger>) -> Self {
+        Self::build(config, worker, ledger, None)
+    }
+
+    /// With a ledger shared by replicas that is also the redelivery sweep's record
+    /// ([`crate::dynamodb::DynamoLedger`], `opsbot app serve --ledger-table`): a delivery
+    /// is scanned once whichever replica gets it, before or after a restart, and a failed
+    /// attempt is asked to be redelivered once whichever replica's sweep sees it.
+    pub fn with_shared_ledger<L>(config: AppConfig, worker: Worker, ledger: Arc<L>) -> Self
+    where
+        L: DeliveryLedger + RedeliveryLog + 'static,
+    {
+        let log: Arc<dyn RedeliveryLog> = ledger.clone();
+        Self::build(config, worker, ledger, Some(log))
+    }
+
+    fn build(
+        config: AppConfig,
+        worker: Worker,
+        ledger: Arc<dyn DeliveryLedger>,
+        redelivery_log: Option<Arc<dyn RedeliveryLog>>,
+    ) -> Self {
         let slots = config.max_concurrent_scans.max(1);
         let admission = Arc::new(Semaphore::new(slots + config.queue_capacity));
         AppState {
@@ -212,6 +238,7 @@ impl AppState {
                 config,
                 worker,
                 ledger,
+                redelivery_log,
                 finished: Mutex::new(DeliveryLog::new(DELIVERY_LOG_CAPACITY)),
                 tracker: TaskTracker::new(),
                 queued: AtomicUsize::new(0),
@@ -426,7 +453,10 @@ pub async fn serve_with(
     let stop_conns = CancellationToken::new();
 
     let sweeper = inner.config.redelivery.clone().map(|settings| {
-        let sweeper = Sweeper::new(inner.worker.app().clone(), settings);
+        let mut sweeper = Sweeper::new(inner.worker.app().clone(), settings);
+        if let Some(log) = &inner.redelivery_log {
+            sweeper = sweeper.with_log(log.clone());
+        }
         let state = state.clone();
         let stop = inner.stop.clone();
         tokio::spawn(async move { sweeper.run_periodic(&state, stop).await })
@@ -736,6 +766,28 @@ async fn webhook(State(state): State<AppState>, request: Request) -> Response {
         .await
     {
         Ok(Claim::Acquired) => {}
+        Ok(Claim::InProgress) if state.inner.redelivery_log.is_some() => {
+            // Claimed in the shared ledger by a replica that is scanning it — or that died
+            // and whose lease has not run out. Not a success: GitHub records the attempt as
+            // failed, and the sweep asks for it again (once per attempt) until the claim is
+            // done or has lapsed and a replica takes it.
+            state.stats().duplicates.fetch_add(1, Ordering::Relaxed);
+            info!(%delivery, %event, "delivery claimed by another replica: 503");
+            let secs = state.inner.config.retry_after.as_secs().max(1);
+            let mut resp = answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({
+                    "status": "in_progress",
+                    "error": "the delivery is being scanned by another replica",
+                    "delivery": delivery,
+                    "retry_after_s": secs,
+                }),
+            );
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return resp;
+        }
         Ok(Claim::Done | Claim::InProgress) => {
             state.stats().duplicates.fetch_add(1, Ordering::Relaxed);
             info!(%delivery, %event, "duplicate delivery ignored");

@@ -181,6 +181,7 @@ data "aws_iam_policy_document" "worker" {
       "dynamodb:UpdateItem",
       "dynamodb:DeleteItem",
       "dynamodb:BatchGetItem",
+      "dynamodb:DescribeTable",
     ]
     resources = [aws_dynamodb_table.deliveries.arn]
   }

@@ -11,7 +11,6 @@ use std::time::Duration;
 use anyhow::Context as _;
 use aws_config::BehaviorVersion;
 use opsbot_app::RedeliverySettings;
-use opsbot_app::dynamodb::DynamoLedger;
 use opsbot_app::lambda::{
     DEADLINE_MARGIN_ENV, DEDUP_TABLE_ENV, DEDUP_TTL_ENV, Ingest, QUEUE_URL_ENV, QueueWorker,
     REDELIVER_GRACE_ENV, REDELIVER_WINDOW_ENV, ROLE_ENV, Role,
@@ -59,7 +58,8 @@ async fn init_worker(aws: &aws_config::SdkConfig) -> anyhow::Result<QueueWorker>
         .await
         .context("GitHub settings")?;
     let worker = opsbot_app::worker(&settings)?;
-    let mut ledger = DynamoLedger::new(aws_sdk_dynamodb::Client::new(aws), &table);
+    // Checked at cold start (DescribeTable): a wrong name fails the init, naming the table.
+    let mut ledger = opsbot_app::dynamodb::connect(aws, &table).await?;
     if let Some(ttl) = secs(DEDUP_TTL_ENV)? {
         ledger = ledger.with_ttl(ttl);
     }

@@ -4,14 +4,16 @@
 //! (running scans get `[app] shutdown_deadline_secs`, default 20 s), a second stops at once
 //! after the same clean-up (cancelled check runs completed as `cancelled`). Inside AWS
 //! Lambda (`AWS_LAMBDA_RUNTIME_API` set; a function URL in front) the same binary serves
-//! the Lambda runtime instead, scanning inside each request.
+//! the Lambda runtime instead, scanning inside each request. `--ledger-table` puts the
+//! delivery ledger and the sweep's record in DynamoDB, shared by replicas.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use opsbot_app::{AppConfig, AppSettings, Mode, RedeliverySettings, Shutdown, Sweeper};
+use opsbot_app::{AppConfig, AppSettings, AppState, Mode, RedeliverySettings, Shutdown, Sweeper};
 
 use super::GlobalArgs;
 
@@ -31,6 +33,12 @@ pub enum AppCommand {
     /// POST /webhook (or /), GET /healthz. Bounded: when the queue is full a delivery is
     /// answered 503 with Retry-After, and the redelivery sweep (every 5 min) asks GitHub to
     /// send it again. Limits and timeouts: the `[app]` table of opsbot.toml.
+    ///
+    /// Delivery ids are de-duplicated in memory, per process, unless --ledger-table names a
+    /// DynamoDB table shared by every replica: then a delivery GitHub sends again to another
+    /// replica, or after a restart, is scanned once, and a replica that dies mid-scan
+    /// leaves a claim that lapses after `[app] claim_lease_secs` (900); until then a
+    /// redelivery of it is answered 503, and the sweep asks for it again.
     Serve(ServeArgs),
     /// Ask GitHub to redeliver the App's webhook deliveries that failed (no answer, 408,
     /// 429, 5xx) or were accepted but never scanned (a crash, a deploy), once each.
@@ -49,6 +57,14 @@ pub struct ServeArgs {
     /// else 0.0.0.0:8080.
     #[arg(long, env = "OPSBOT_LISTEN", value_name = "ADDR")]
     pub listen: Option<String>,
+    /// DynamoDB table shared by the replicas as the delivery ledger (scan each delivery id
+    /// once, across replicas and restarts) and as the redelivery sweep's record (ask for
+    /// each failed attempt once). Hash key `delivery_id` (string), TTL on `expires_at`: the
+    /// table of the App's Terraform module. AWS region, credentials and AWS_ENDPOINT_URL
+    /// come from the environment as the AWS SDK reads them; the table is checked
+    /// (DescribeTable) at start-up. Without it: in memory, per process.
+    #[arg(long, env = "OPSBOT_APP_LEDGER_TABLE", value_name = "NAME")]
+    pub ledger_table: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -97,18 +113,35 @@ async fn run_serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitC
         .listen
         .or(file.listen)
         .unwrap_or_else(|| opsbot_app::DEFAULT_LISTEN.to_owned());
+    let ledger = match args.ledger_table.as_deref().map(str::trim) {
+        Some(table) if !table.is_empty() => {
+            let ledger = opsbot_app::dynamodb::connect_from_env(table)
+                .await
+                .context("--ledger-table")?;
+            tracing::info!(table, "delivery ledger: DynamoDB (shared by replicas)");
+            Some(Arc::new(ledger))
+        }
+        _ => None,
+    };
+    let state = |config: AppConfig| -> anyhow::Result<AppState> {
+        let worker = opsbot_app::worker(&settings)?;
+        Ok(match &ledger {
+            Some(ledger) => AppState::with_shared_ledger(config, worker, ledger.clone()),
+            None => AppState::new(config, worker),
+        })
+    };
     if opsbot_app::in_lambda() {
         // Lambda freezes the process once the response is sent: scan within the request.
         config.mode = Mode::Inline;
         config.redelivery = None;
-        let state = opsbot_app::app_state(config, &settings)?;
+        let state = state(config)?;
         tracing::info!("serving GitHub webhooks through the Lambda runtime");
         opsbot_app::run_lambda(state)
             .await
             .map_err(|e| anyhow::anyhow!("Lambda runtime: {e}"))?;
         return Ok(ExitCode::SUCCESS);
     }
-    let state = opsbot_app::app_state(config, &settings)?;
+    let state = state(config)?;
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;

@@ -540,7 +540,7 @@ async fn a_restart_between_delivery_and_scan_is_recovered_by_redelivery() {
     assert_eq!(d.status_code, 202);
     // Die while the token request is being held (not before it was sent: then the held
     // answer would meet the next process instead).
-    eventually("the first token request", Duration::from_secs(10), || {
+    eventually("the first token request", Duration::from_secs(30), || {
         fake.requests()
             .iter()
             .any(|r| r.path.contains("/access_tokens"))
@@ -557,7 +557,7 @@ async fn a_restart_between_delivery_and_scan_is_recovered_by_redelivery() {
         ..RedeliverySettings::default()
     });
     let (_state2, server2) = start_server(&fake, cfg).await;
-    eventually("redelivered scan", Duration::from_secs(20), || {
+    eventually("redelivered scan", Duration::from_secs(60), || {
         completed_for(&fake.check_runs(REPO), &d.guid)
     })
     .await;

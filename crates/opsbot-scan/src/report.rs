@@ -64,9 +64,25 @@ pub fn render_text(findings: &[Finding], color: bool) -> String {
 /// A JSON array of findings (`rule_id`, `path`, `line`, `column`, masked `secret`,
 /// `fingerprint`, `severity`, `description`, `commit`).
 pub fn render_json(findings: &[Finding]) -> String {
-    let mut s = serde_json::to_string_pretty(findings).unwrap_or_else(|_| "[]".to_owned());
-    s.push('\n');
-    s
+    // Sized up front: on an input with many findings, a doubling buffer would briefly hold
+    // one and a half copies of the output.
+    let estimate = 8 + findings
+        .iter()
+        .map(|f| {
+            256 + f.rule_id.len()
+                + f.description.len()
+                + f.path.len()
+                + f.secret.len()
+                + f.fingerprint.len()
+                + f.commit.as_ref().map_or(0, |c| c.len() + 24)
+        })
+        .sum::<usize>();
+    let mut out = Vec::with_capacity(estimate);
+    if serde_json::to_writer_pretty(&mut out, findings).is_err() {
+        return "[]\n".to_owned();
+    }
+    out.push(b'\n');
+    String::from_utf8(out).unwrap_or_else(|_| "[]\n".to_owned())
 }
 
 fn sarif_level(sev: Severity) -> &'static str {
@@ -136,36 +152,33 @@ pub fn render_sarif(findings: &[Finding], rules: &[RuleInfo], tool_version: &str
             rule
         })
         .collect();
-    let results: Vec<Value> = findings
-        .iter()
-        .map(|f| {
-            let mut message = format!("{} ({}) found: {}", f.description, f.rule_id, f.secret);
-            if let Some(c) = &f.commit {
-                let _ = write!(message, " in commit {c}");
-            }
-            let mut result = json!({
-                "ruleId": f.rule_id,
-                "ruleIndex": index.get(f.rule_id.as_str()).copied().unwrap_or(0),
-                "level": sarif_level(f.severity),
-                "message": { "text": message },
-                "locations": [{
-                    "physicalLocation": {
-                        "artifactLocation": { "uri": path_to_uri(&f.path) },
-                        "region": { "startLine": f.line.max(1), "startColumn": f.column.max(1) },
-                    }
-                }],
-                "partialFingerprints": { "opsbotSecret/v1": f.fingerprint },
-            });
-            if let Some(off) = f.offset {
-                result["locations"][0]["physicalLocation"]["region"] =
-                    json!({ "byteOffset": off, "byteLength": 1 });
-            }
-            if let Some(c) = &f.commit {
-                result["properties"] = json!({ "commit": c });
-            }
-            result
-        })
-        .collect();
+    let result = |f: &Finding| -> Value {
+        let mut message = format!("{} ({}) found: {}", f.description, f.rule_id, f.secret);
+        if let Some(c) = &f.commit {
+            let _ = write!(message, " in commit {c}");
+        }
+        let mut result = json!({
+            "ruleId": f.rule_id,
+            "ruleIndex": index.get(f.rule_id.as_str()).copied().unwrap_or(0),
+            "level": sarif_level(f.severity),
+            "message": { "text": message },
+            "locations": [{
+                "physicalLocation": {
+                    "artifactLocation": { "uri": path_to_uri(&f.path) },
+                    "region": { "startLine": f.line.max(1), "startColumn": f.column.max(1) },
+                }
+            }],
+            "partialFingerprints": { "opsbotSecret/v1": f.fingerprint },
+        });
+        if let Some(off) = f.offset {
+            result["locations"][0]["physicalLocation"]["region"] =
+                json!({ "byteOffset": off, "byteLength": 1 });
+        }
+        if let Some(c) = &f.commit {
+            result["properties"] = json!({ "commit": c });
+        }
+        result
+    };
     let doc = json!({
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "version": "2.1.0",
@@ -179,12 +192,67 @@ pub fn render_sarif(findings: &[Finding], rules: &[RuleInfo], tool_version: &str
                 }
             },
             "columnKind": "unicodeCodePoints",
-            "results": results,
+            "results": RESULTS_PLACEHOLDER,
         }]
     });
-    let mut s = serde_json::to_string_pretty(&doc).unwrap_or_default();
-    s.push('\n');
-    s
+    // Each result is built and written in turn, never all of them at once (a tree of JSON
+    // values per finding is ~10 KB: a gigabyte on an input with 100,000 findings).
+    let doc = WithResults {
+        value: &doc,
+        findings,
+        result: &result,
+    };
+    let mut out = Vec::new();
+    if serde_json::to_writer_pretty(&mut out, &doc).is_err() {
+        return String::new();
+    }
+    out.push(b'\n');
+    String::from_utf8(out).unwrap_or_default()
+}
+
+const RESULTS_PLACEHOLDER: &str = "\u{0}opsbot-sarif-results\u{0}";
+
+/// Serializes a JSON document whose `RESULTS_PLACEHOLDER` string stands for the array of
+/// results, producing them one finding at a time.
+struct WithResults<'a> {
+    value: &'a Value,
+    findings: &'a [Finding],
+    result: &'a dyn Fn(&Finding) -> Value,
+}
+
+impl serde::Serialize for WithResults<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        let child = |value| WithResults {
+            value,
+            findings: self.findings,
+            result: self.result,
+        };
+        match self.value {
+            Value::String(text) if text == RESULTS_PLACEHOLDER => {
+                let mut seq = s.serialize_seq(Some(self.findings.len()))?;
+                for f in self.findings {
+                    seq.serialize_element(&(self.result)(f))?;
+                }
+                seq.end()
+            }
+            Value::Object(map) => {
+                let mut m = s.serialize_map(Some(map.len()))?;
+                for (k, v) in map {
+                    m.serialize_entry(k, &child(v))?;
+                }
+                m.end()
+            }
+            Value::Array(items) => {
+                let mut seq = s.serialize_seq(Some(items.len()))?;
+                for v in items {
+                    seq.serialize_element(&child(v))?;
+                }
+                seq.end()
+            }
+            other => other.serialize(s),
+        }
+    }
 }
 
 fn escape_data(s: &str) -> String {

@@ -186,6 +186,16 @@ impl LazyRegex {
         ))
     }
 
+    /// A regex from the embedded rules, whose syntax the crate's tests check: nothing is
+    /// parsed now (start-up of a pre-commit hook), a regex that does not compile is logged
+    /// and skipped on first use like any other.
+    fn trusted(source: &str) -> Self {
+        LazyRegex {
+            source: source.to_owned(),
+            compiled: OnceLock::new(),
+        }
+    }
+
     pub fn source(&self) -> &str {
         &self.source
     }
@@ -235,6 +245,43 @@ fn count_captures(ast: &regex_syntax::ast::Ast) -> usize {
         Ast::Repetition(r) => count_captures(&r.ast),
         _ => 0,
     }
+}
+
+/// Capture groups of a regex counted on its text, without parsing it: every `(` outside a
+/// character class and not escaped, except non-capturing `(?…)` groups (named `(?P<…>` /
+/// `(?<…>` groups do capture). Used for the embedded rules; a test checks it agrees with
+/// the syntax tree on every one of them.
+pub fn count_captures_in_text(source: &str) -> usize {
+    let b = source.as_bytes();
+    let mut i = 0;
+    let mut depth = 0usize; // nesting of character classes
+    let mut groups = 0;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 1,
+            b'[' => {
+                depth += 1;
+                // A `]` right after `[` or `[^` is a literal.
+                if b.get(i + 1) == Some(&b'^') {
+                    i += 1;
+                }
+                if b.get(i + 1) == Some(&b']') {
+                    i += 1;
+                }
+            }
+            b']' if depth > 0 => depth -= 1,
+            b'(' if depth == 0 => {
+                let named = b.get(i + 2) == Some(&b'<')
+                    || (b.get(i + 2) == Some(&b'P') && b.get(i + 3) == Some(&b'<'));
+                if b.get(i + 1) != Some(&b'?') || named {
+                    groups += 1;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    groups
 }
 
 fn compile(source: &str) -> Result<Regex, String> {
@@ -303,7 +350,12 @@ impl RuleSet {
     pub fn builtin() -> Result<Self, RuleError> {
         let mut set = RuleSet::new();
         for (name, text) in embedded_rule_files() {
-            set.add_file(&format!("rules/{name}"), text, false)?;
+            let file = format!("rules/{name}");
+            let parsed: RuleFile = toml::from_str(text).map_err(|e| RuleError::Toml {
+                file: file.clone(),
+                message: one_line(&e.to_string()),
+            })?;
+            set.add_rules(&file, parsed, false, true)?;
         }
         Ok(set)
     }
@@ -330,16 +382,35 @@ impl RuleSet {
         parsed: RuleFile,
         check_examples: bool,
     ) -> Result<(), RuleError> {
+        self.add_rules(file, parsed, check_examples, false)
+    }
+
+    /// `trusted`: the embedded rules, whose regexes the crate's tests parse and compile, so
+    /// loading them skips the syntax check (most of the start-up time otherwise).
+    fn add_rules(
+        &mut self,
+        file: &str,
+        parsed: RuleFile,
+        check_examples: bool,
+        trusted: bool,
+    ) -> Result<(), RuleError> {
+        let parse = |src: &str| -> Result<(LazyRegex, usize), String> {
+            if trusted {
+                Ok((LazyRegex::trusted(src), count_captures_in_text(src)))
+            } else {
+                LazyRegex::parse(src)
+            }
+        };
         if let Some(global) = &parsed.global {
             for (i, src) in global.allowlist.iter().enumerate() {
-                let (re, _) = LazyRegex::parse(src).map_err(|p| RuleError::File {
+                let (re, _) = parse(src).map_err(|p| RuleError::File {
                     file: file.to_owned(),
                     problem: format!("global allowlist entry {}: {p}", i + 1),
                 })?;
                 self.global_allowlist.push(Arc::new(re));
             }
             for (i, src) in global.match_allowlist.iter().enumerate() {
-                let (re, _) = LazyRegex::parse(src).map_err(|p| RuleError::File {
+                let (re, _) = parse(src).map_err(|p| RuleError::File {
                     file: file.to_owned(),
                     problem: format!("global match_allowlist entry {}: {p}", i + 1),
                 })?;
@@ -348,7 +419,7 @@ impl RuleSet {
         }
         let first_new = self.rules.len();
         for spec in parsed.rules {
-            let rule = match validate(file, &parsed.allowlist, spec) {
+            let rule = match validate(file, &parsed.allowlist, spec, &parse) {
                 Ok(rule) => rule,
                 Err(err) => {
                     self.truncate(first_new);
@@ -475,7 +546,15 @@ impl RuleSet {
     }
 }
 
-fn validate(file: &str, file_allowlist: &[String], spec: RuleSpec) -> Result<Rule, RuleError> {
+/// Parses a regex of a rule file: the regex and its number of capture groups, or the problem.
+type ParseRegex<'a> = dyn Fn(&str) -> Result<(LazyRegex, usize), String> + 'a;
+
+fn validate(
+    file: &str,
+    file_allowlist: &[String],
+    spec: RuleSpec,
+    parse: &ParseRegex<'_>,
+) -> Result<Rule, RuleError> {
     let id = spec.id.trim().to_owned();
     if id.is_empty() {
         return Err(RuleError::File {
@@ -496,8 +575,7 @@ fn validate(file: &str, file_allowlist: &[String], spec: RuleSpec) -> Result<Rul
     if spec.description.trim().is_empty() {
         return Err(RuleError::rule(file, &id, "`description` is empty"));
     }
-    let (regex, groups) =
-        LazyRegex::parse(&spec.regex).map_err(|p| RuleError::rule(file, &id, p))?;
+    let (regex, groups) = parse(&spec.regex).map_err(|p| RuleError::rule(file, &id, p))?;
     let secret_group = spec.secret_group.unwrap_or(if groups >= 1 { 1 } else { 0 });
     if secret_group > groups {
         return Err(RuleError::rule(
@@ -546,20 +624,20 @@ fn validate(file: &str, file_allowlist: &[String], spec: RuleSpec) -> Result<Rul
     }
     let mut allowlist = Vec::new();
     for src in spec.allowlist.iter().chain(file_allowlist) {
-        let (re, _) = LazyRegex::parse(src)
+        let (re, _) = parse(src)
             .map_err(|p| RuleError::rule(file, &id, format!("allowlist `{src}`: {p}")))?;
         allowlist.push(re);
     }
     let mut match_allowlist = Vec::new();
     for src in &spec.match_allowlist {
-        let (re, _) = LazyRegex::parse(src)
+        let (re, _) = parse(src)
             .map_err(|p| RuleError::rule(file, &id, format!("match_allowlist `{src}`: {p}")))?;
         match_allowlist.push(re);
     }
     let mut require = Vec::new();
     for src in &spec.require {
-        let (re, _) = LazyRegex::parse(src)
-            .map_err(|p| RuleError::rule(file, &id, format!("require `{src}`: {p}")))?;
+        let (re, _) =
+            parse(src).map_err(|p| RuleError::rule(file, &id, format!("require `{src}`: {p}")))?;
         require.push(re);
     }
     if spec.examples.is_empty() {

@@ -182,13 +182,13 @@ pub fn scan_paths(scanner: &Scanner, paths: &[PathBuf], opts: &SourceOptions) ->
                         if !local.is_empty()
                             && let Ok(mut all) = findings.lock()
                         {
-                            all.append(&mut local);
+                            move_findings(&mut all, &mut local);
                         }
                     }
                     Ok(StreamOutcome::Binary) => {
                         binary.fetch_add(1, Ordering::Relaxed);
                         if let Ok(mut all) = findings.lock() {
-                            all.append(&mut local);
+                            move_findings(&mut all, &mut local);
                         }
                         if let Ok(mut names) = binary_files.lock() {
                             names.push(shown.clone());
@@ -220,6 +220,21 @@ pub fn scan_paths(scanner: &Scanner, paths: &[PathBuf], opts: &SourceOptions) ->
             .cmp(&(&b.path, b.line, b.column, b.offset, &b.rule_id))
     });
     report
+}
+
+/// Moves a file's findings to the run's: the vector itself when the run has none yet, so a
+/// file with very many findings is not held twice, and a grown per-thread vector is not
+/// kept for the rest of the walk.
+fn move_findings(all: &mut Vec<Finding>, local: &mut Vec<Finding>) {
+    if all.is_empty() {
+        std::mem::swap(all, local);
+        local.clear();
+    } else {
+        all.append(local);
+    }
+    if local.capacity() > 1024 {
+        *local = Vec::new();
+    }
 }
 
 fn push(errors: &Mutex<Vec<SourceError>>, err: SourceError) {

@@ -17,6 +17,46 @@ fn every_embedded_rule_file_loads() {
     assert!(set.len() >= 100, "only {} rules", set.len());
 }
 
+/// The built-in rules load without a syntax parse of their regexes (start-up time): their
+/// capture groups are counted on the text. That count must agree with the regex engine's
+/// on every embedded regex, and both loads must give the same rules.
+#[test]
+fn embedded_regexes_count_captures_like_the_parser() {
+    let mut checked = RuleSet::new();
+    for (name, text) in embedded_rule_files() {
+        checked
+            .add_file(&format!("rules/{name}"), text, false)
+            .unwrap();
+    }
+    let trusted = RuleSet::builtin().unwrap();
+    assert_eq!(checked.len(), trusted.len());
+    let mut wrong = Vec::new();
+    for (a, b) in checked.rules().zip(trusted.rules()) {
+        assert_eq!(a.id, b.id);
+        assert_eq!(a.secret_group, b.secret_group, "{}", a.id);
+        for re in std::iter::once(&b.regex)
+            .chain(&b.allowlist)
+            .chain(&b.match_allowlist)
+            .chain(&b.require)
+        {
+            let compiled = regex::bytes::RegexBuilder::new(re.source())
+                .unicode(false)
+                .size_limit(16 << 20)
+                .build()
+                .unwrap_or_else(|e| panic!("{}: `{}` does not compile: {e}", b.id, re.source()));
+            let fast = opsbot_scan::rule::count_captures_in_text(re.source());
+            if fast != compiled.captures_len() - 1 {
+                wrong.push(format!("{}: `{}`", b.id, re.source()));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "capture counts differ:\n{}",
+        wrong.join("\n")
+    );
+}
+
 #[test]
 fn every_rule_passes_its_own_examples() {
     let set = RuleSet::builtin().unwrap();

@@ -55,10 +55,12 @@ fi
 
 want=$(find rules -maxdepth 1 -name '*.toml' | wc -l)
 listed=$(cargo package -p opsbot-scan --list --locked 2>/dev/null | grep -cE '^rules/[^/]+\.toml$')
-crate="$target/package/opsbot-scan-0.1.0.crate"
 version=$(cargo metadata --no-deps --format-version 1 | python3 -c \
   'import json,sys; print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"]=="opsbot-scan"))')
-crate="$target/package/opsbot-scan-$version.crate"
+# cargo >= 1.90 (`publish --workspace`) leaves the .crate files in package/tmp-crate/.
+pkgdir="$target/package"
+[ -f "$pkgdir/tmp-crate/opsbot-scan-$version.crate" ] && pkgdir="$pkgdir/tmp-crate"
+crate="$pkgdir/opsbot-scan-$version.crate"
 in_crate=$( [ -f "$crate" ] && tar -tzf "$crate" | grep -cE '^opsbot-scan-[^/]+/rules/[^/]+\.toml$' || echo 0)
 if [ "$listed" -eq "$want" ] && [ "$in_crate" -eq "$want" ]; then
   pass "opsbot-scan package holds all $want rules/*.toml (listed $listed, in the .crate $in_crate)"
@@ -72,7 +74,7 @@ else
   unpacked="$work/unpacked"
   mkdir -p "$unpacked"
   patches=()
-  for c in "$target"/package/opsbot*-"$version".crate; do
+  for c in "$pkgdir"/opsbot*-"$version".crate; do
     tar -xzf "$c" -C "$unpacked"
     name="$(basename "$c" "-$version.crate")"
     [ "$name" = opsbot ] || patches+=(--config "patch.crates-io.$name.path=\"$unpacked/$name-$version\"")

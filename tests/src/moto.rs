@@ -1,6 +1,7 @@
 //! moto's server: the AWS implementation nobody here wrote, for SNS, SQS, DynamoDB, Secrets
 //! Manager, SSM and STS. [`Moto::start`] runs `moto_server -H 127.0.0.1 -p PORT` on a free
-//! loopback port and stops it when dropped. Point an AWS SDK client at [`Moto::endpoint`].
+//! loopback port and stops it when dropped. Build AWS SDK clients from [`Moto::sdk_config`]
+//! (or point them at [`Moto::endpoint`]).
 //!
 //! When `moto_server` is not on `PATH` (`pip install 'moto[server]'`), [`Moto::start`]
 //! returns `None` after printing why, so a developer without it sees the test skip; under
@@ -63,6 +64,16 @@ impl Moto {
     /// `http://127.0.0.1:PORT`, for `endpoint_url` / `AWS_ENDPOINT_URL`.
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// An AWS SDK configuration for this moto: its endpoint, `us-east-1`, test credentials.
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(self.endpoint())
+            .test_credentials()
+            .load()
+            .await
     }
 
     /// The socket address moto listens on.

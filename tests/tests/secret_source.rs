@@ -4,24 +4,12 @@
 //! the call but never the value. Skips with a message when `moto_server` is absent.
 #![allow(clippy::unwrap_used)]
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
 use opsbot_core::github::Credentials;
 use opsbot_core::secret_source::{SecretError, SecretRef, SecretSource, github_settings_with};
 use opsbot_tests::moto::Moto;
 use secrecy::ExposeSecret;
 
 const PEM: &str = "-----BEGIN PRIVATE KEY-----\nMIIBVQIBADANBgkqhkiG9w0BAQEFAASCAT8wggE7AgEAAkEAtest\n-----END PRIVATE KEY-----\n";
-
-async fn sdk_config(moto: &Moto) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(moto.endpoint())
-        .credentials_provider(aws_sdk_ssm::config::Credentials::new(
-            "testing", "testing", None, None, "test",
-        ))
-        .load()
-        .await
-}
 
 fn env(pairs: Vec<(&'static str, String)>) -> impl Fn(&str) -> Option<String> {
     move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
@@ -32,7 +20,7 @@ async fn token_and_app_key_come_from_secrets_manager_and_ssm() {
     let Some(moto) = Moto::start("token_and_app_key_come_from_secrets_manager_and_ssm") else {
         return;
     };
-    let config = sdk_config(&moto).await;
+    let config = moto.sdk_config().await;
     let sm = aws_sdk_secretsmanager::Client::new(&config);
     let ssm = aws_sdk_ssm::Client::new(&config);
     let token = sm
@@ -154,7 +142,7 @@ async fn errors_name_the_variable_and_call_never_the_value() {
     let Some(moto) = Moto::start("errors_name_the_variable_and_call_never_the_value") else {
         return;
     };
-    let config = sdk_config(&moto).await;
+    let config = moto.sdk_config().await;
     let sm = aws_sdk_secretsmanager::Client::new(&config);
     sm.create_secret()
         .name("opsbot/not-json")

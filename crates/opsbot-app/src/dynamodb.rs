@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, KeyType, KeysAndAttributes, ScalarAttributeType};
 use tracing::debug;
 
@@ -220,20 +220,7 @@ impl DynamoLedger {
             .expression_attribute_values(":now", n(now))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(Self::error(
-                "PutItem",
-                delivery,
-                DisplayErrorContext(&e).to_string(),
-            )),
-        }
+        conditional(result, "PutItem", delivery)
     }
 
     /// The stored state of `delivery` (consistent read), `None` when there is no item.
@@ -301,21 +288,36 @@ impl DynamoLedger {
             .expression_attribute_values(":running", s(RUNNING))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            // Not ours any more (the lease ran out and another worker took it), or done.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(Self::error(
-                "DeleteItem",
-                delivery,
-                DisplayErrorContext(&e).to_string(),
-            )),
+        // A failed condition: not ours any more (the lease ran out and another worker took
+        // it), or done.
+        conditional(result, "DeleteItem", delivery).map(|_| ())
+    }
+}
+
+/// A conditional write's answer: `Ok(true)` when written, `Ok(false)` when its condition
+/// failed (the item is not in the state the caller expected: an answer, not an error).
+fn conditional<T, E, R>(
+    result: Result<T, SdkError<E, R>>,
+    op: &'static str,
+    id: &str,
+) -> Result<bool, LedgerError>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.as_service_error().and_then(|e| e.code())
+                == Some("ConditionalCheckFailedException") =>
+        {
+            Ok(false)
         }
+        Err(e) => Err(DynamoLedger::error(
+            op,
+            id,
+            DisplayErrorContext(&e).to_string(),
+        )),
     }
 }
 
@@ -335,20 +337,7 @@ impl DynamoLedger {
             .expression_attribute_values(":attempt", n(attempt))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(Self::error(
-                "PutItem (redelivery)",
-                guid,
-                DisplayErrorContext(&e).to_string(),
-            )),
-        }
+        conditional(result, "PutItem (redelivery)", guid)
     }
 
     async fn forget_inner(&self, guid: &str, attempt: u64) -> Result<(), LedgerError> {
@@ -364,21 +353,9 @@ impl DynamoLedger {
             .expression_attribute_values(":me", s(&self.owner))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            // Another sweep asked for it (or a later attempt) meanwhile: theirs stays.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(Self::error(
-                "DeleteItem (redelivery)",
-                guid,
-                DisplayErrorContext(&e).to_string(),
-            )),
-        }
+        // A failed condition: another sweep asked for it (or a later attempt) meanwhile;
+        // theirs stays.
+        conditional(result, "DeleteItem (redelivery)", guid).map(|_| ())
     }
 }
 

@@ -23,11 +23,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType,
-};
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::types::AttributeValue;
 use common::{
     REPO, SECRET, aws_key, completed_for, eventually, fake_with_repo, push_payload, settings,
 };
@@ -42,42 +39,11 @@ use secrecy::SecretString;
 
 const TABLE: &str = "opsbot-app-deliveries";
 
-async fn sdk_config(moto: &Moto) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(moto.endpoint())
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "testing", "testing", None, None, "test",
-        ))
-        .load()
-        .await
-}
-
 /// moto with the delivery table as the Terraform module creates it.
 async fn aws(test: &str) -> Option<(Moto, SdkConfig)> {
     let moto = Moto::start(test)?;
-    let config = sdk_config(&moto).await;
-    aws_sdk_dynamodb::Client::new(&config)
-        .create_table()
-        .table_name(TABLE)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("delivery_id")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("delivery_id")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let config = moto.sdk_config().await;
+    common::create_delivery_table(&aws_sdk_dynamodb::Client::new(&config), TABLE).await;
     Some((moto, config))
 }
 
@@ -543,27 +509,7 @@ async fn a_missing_table_is_a_start_up_error_naming_the_table_and_the_call() {
     assert!(text.contains("ResourceNotFound"), "{text}");
     assert!(text.contains("us-east-1"), "{text}");
     // A table with another key is refused too.
-    aws_sdk_dynamodb::Client::new(&aws)
-        .create_table()
-        .table_name("wrong-key")
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("id")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("id")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    common::create_table_keyed(&aws_sdk_dynamodb::Client::new(&aws), "wrong-key", "id").await;
     let text = dynamodb::connect(&aws, "wrong-key")
         .await
         .unwrap_err()

@@ -9,7 +9,6 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use aws_config::{BehaviorVersion, Region};
 use opsbot_tests::fake_github::{FakeGitHub, TEST_TOKEN};
 use opsbot_tests::lambda_runtime::RuntimeApi;
 use opsbot_tests::moto::Moto;
@@ -50,14 +49,7 @@ fn spawn(api: &RuntimeApi, github: &FakeGitHub, moto: &Moto, extra: &[(&str, Str
 }
 
 async fn create_secret(moto: &Moto, name: &str, value: &str) -> String {
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(moto.endpoint())
-        .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
-            "testing", "testing", None, None, "test",
-        ))
-        .load()
-        .await;
+    let config = moto.sdk_config().await;
     aws_sdk_secretsmanager::Client::new(&config)
         .create_secret()
         .name(name)

@@ -113,3 +113,37 @@ pub fn completed_for(runs: &[FakeCheckRun], guid: &str) -> bool {
             && r.conclusion.as_deref() != Some("cancelled")
     })
 }
+
+/// The delivery table as the App's Terraform module creates it: on-demand, `delivery_id`
+/// (a string) as the hash key.
+pub async fn create_delivery_table(dynamodb: &aws_sdk_dynamodb::Client, table: &str) {
+    create_table_keyed(dynamodb, table, "delivery_id").await;
+}
+
+/// An on-demand table whose hash key is the string attribute `key`.
+pub async fn create_table_keyed(dynamodb: &aws_sdk_dynamodb::Client, table: &str, key: &str) {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    dynamodb
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(key)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name(key)
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+}

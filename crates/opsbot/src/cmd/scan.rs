@@ -103,6 +103,16 @@ pub struct ScanArgs {
     pub list_rules: bool,
 }
 
+impl ScanArgs {
+    /// The PATH arguments as git pathspecs (--staged, --git, --all).
+    fn pathspecs(&self) -> Vec<String> {
+        self.paths
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     Text,
@@ -152,13 +162,8 @@ pub async fn run(global: &GlobalArgs, args: ScanArgs) -> anyhow::Result<ExitCode
             Some(range) => GitTarget::Range(range.clone()),
             None => GitTarget::Staged,
         };
-        let pathspecs: Vec<String> = args
-            .paths
-            .iter()
-            .map(|p| p.to_string_lossy().into_owned())
-            .collect();
         let cwd = std::env::current_dir().context("current directory")?;
-        source::scan_git(&scanner, &cwd, &target, &pathspecs, &opts)?
+        source::scan_git(&scanner, &cwd, &target, &args.pathspecs(), &opts)?
     } else {
         let paths = if args.paths.is_empty() {
             vec![PathBuf::from(".")]
@@ -237,11 +242,7 @@ fn scan_history(
     opts: &SourceOptions,
 ) -> anyhow::Result<ScanReport> {
     use opsbot_scan::source::history::{self, HistoryProgress};
-    let pathspecs: Vec<String> = args
-        .paths
-        .iter()
-        .map(|p| p.to_string_lossy().into_owned())
-        .collect();
+    let pathspecs = args.pathspecs();
     let cwd = std::env::current_dir().context("current directory")?;
     let started = Instant::now();
     let bar = std::io::stderr().is_terminal().then(|| {

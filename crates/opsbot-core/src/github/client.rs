@@ -96,6 +96,14 @@ pub struct RawResponse {
     pub body: bytes::Bytes,
 }
 
+impl RawResponse {
+    /// The route of the next page (`Link: rel="next"`), for listings a caller pages through
+    /// itself (cursor pagination that stops early); [`GitHub::paginate`] uses the same.
+    pub fn next_page(&self) -> Option<String> {
+        next_link(&self.headers).map(|url| relative_route(&url))
+    }
+}
+
 impl GitHub {
     /// Builds a client from settings. As an App, the installation is the one given in the
     /// settings, or else the one installed on `settings.repository` (one API call).
@@ -443,7 +451,7 @@ impl GitHub {
             })?;
             out.extend(page);
             if pages < MAX_PAGES {
-                next = next_link(&resp.headers).map(|url| relative_route(&url));
+                next = resp.next_page();
             }
         }
         Ok(out)
@@ -630,6 +638,15 @@ mod tests {
             "/api/v3/repos/a/b/issues?page=2&per_page=100"
         );
         assert_eq!(next_link(&HeaderMap::new()), None);
+        let resp = RawResponse {
+            status: 200,
+            headers: h,
+            body: bytes::Bytes::new(),
+        };
+        assert_eq!(
+            resp.next_page().as_deref(),
+            Some("/api/v3/repos/a/b/issues?page=2&per_page=100")
+        );
     }
 
     #[test]

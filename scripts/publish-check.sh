@@ -45,6 +45,16 @@ fails=0
 pass() { echo "PASS  $*"; }
 fail() { echo "FAIL  $*"; fails=$((fails+1)); }
 
+# cargo extracts the temporary registry that `publish --workspace` verifies against under
+# $CARGO_HOME/registry/src/<hash>/ and never re-extracts a version it has: an earlier run
+# of the same version would verify against stale sibling sources. Those copies are ours.
+cargo_home="${CARGO_HOME:-$HOME/.cargo}"
+for d in "$cargo_home"/registry/src/* "$cargo_home"/registry/cache/*; do
+  case "$(basename "$d")" in index.crates.io-*) continue ;; esac
+  rm -rf "$d"/opsbot-*
+done
+rm -rf "$target/package"
+
 t0=$(date +%s)
 if cargo publish --workspace --exclude opsbot-tests --dry-run --locked >"$work/publish.log" 2>&1; then
   pass "cargo publish --workspace --exclude opsbot-tests --dry-run --locked ($(( $(date +%s) - t0 )) s)"

@@ -48,12 +48,18 @@ fail() { echo "FAIL  $*"; fails=$((fails+1)); }
 # cargo extracts the temporary registry that `publish --workspace` verifies against under
 # $CARGO_HOME/registry/src/<hash>/ and never re-extracts a version it has: an earlier run
 # of the same version would verify against stale sibling sources. Those copies are ours.
+# (The default, a new temporary target dir, needs none of this.)
 cargo_home="${CARGO_HOME:-$HOME/.cargo}"
 for d in "$cargo_home"/registry/src/* "$cargo_home"/registry/cache/*; do
   case "$(basename "$d")" in index.crates.io-*) continue ;; esac
   rm -rf "$d"/opsbot-*
 done
 rm -rf "$target/package"
+# Registry crates are fingerprinted by name and version, not content: drop what earlier runs
+# compiled of ours, or the verification would link the old build of a sibling.
+for profile in "$target"/debug "$target"/release; do
+  rm -rf "$profile"/.fingerprint/opsbot-* "$profile"/build/opsbot-* "$profile"/deps/*opsbot*
+done
 
 t0=$(date +%s)
 if cargo publish --workspace --exclude opsbot-tests --dry-run --locked >"$work/publish.log" 2>&1; then

@@ -35,17 +35,9 @@ fi
 # PATH); INSTALL_PEERS=1 installs the missing ones (secretlint from npm, detect-secrets and
 # kingfisher-bin from PyPI) into $PEERS_DIR, as `tests/conformance/secrets.sh --peers` does.
 if [ "${INSTALL_PEERS:-0}" = 1 ]; then
-  if [ ! -x "$PEERS_DIR/npm/node_modules/.bin/secretlint" ]; then
-    echo "installing secretlint (npm) into $PEERS_DIR/npm" >&2
-    mkdir -p "$PEERS_DIR/npm"
-    (cd "$PEERS_DIR/npm" && { [ -f package.json ] || npm init -y >/dev/null; } &&
-      npm install --no-audit --no-fund --silent secretlint @secretlint/secretlint-rule-preset-recommend >/dev/null)
-  fi
-  if [ ! -x "$PEERS_DIR/venv/bin/detect-secrets" ] || [ ! -x "$PEERS_DIR/venv/bin/kingfisher" ]; then
-    echo "installing detect-secrets + kingfisher-bin (PyPI) into $PEERS_DIR/venv" >&2
-    [ -x "$PEERS_DIR/venv/bin/pip" ] || python3 -m venv "$PEERS_DIR/venv"
-    "$PEERS_DIR/venv/bin/pip" install --quiet detect-secrets kingfisher-bin
-  fi
+  # shellcheck source=tests/conformance/peers.sh
+  . "$ROOT/tests/conformance/peers.sh"
+  install_peers
 fi
 
 # OPSBOT_BIN: a binary already built; otherwise the scanner-only release build.

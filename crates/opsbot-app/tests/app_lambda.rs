@@ -303,6 +303,13 @@ impl Lambda {
         Lambda::start(moto, "ingest", &env).await
     }
 
+    /// The ingest with SQS unreachable (its endpoint a closed port; Secrets Manager still
+    /// answers).
+    async fn ingest_without_sqs(moto: &Moto, aws: &Aws) -> Lambda {
+        let sqs = format!("http://127.0.0.1:{}", closed_port());
+        Lambda::ingest(moto, aws, &[("AWS_ENDPOINT_URL_SQS", sqs)]).await
+    }
+
     async fn worker(moto: &Moto, aws: &Aws, fake: &FakeGitHub) -> Lambda {
         Lambda::start(moto, "worker", &worker_env(aws, fake)).await
     }
@@ -783,15 +790,7 @@ async fn ingest_queues_a_signed_delivery_refuses_a_forged_one_and_answers_503_wi
 
     // SQS unreachable (its endpoint a closed port; Secrets Manager still answers): 503
     // with Retry-After, which GitHub records as a failed delivery.
-    let down = Lambda::ingest(
-        &moto,
-        &aws,
-        &[(
-            "AWS_ENDPOINT_URL_SQS",
-            format!("http://127.0.0.1:{}", closed_port()),
-        )],
-    )
-    .await;
+    let down = Lambda::ingest_without_sqs(&moto, &aws).await;
     let down_url = FunctionUrl::start(&down).await;
     fake.set_webhook(&down_url.url(), SECRET);
     let refused = fake.deliver_webhook("push", &body).await;
@@ -1072,15 +1071,7 @@ async fn the_scheduled_sweep_redelivers_refused_and_lost_deliveries_once_across_
     let (body, _) = keyed_push(&fake, REPO, 7);
 
     // 1. The ingest cannot reach SQS: GitHub records a 503 for P.
-    let down = Lambda::ingest(
-        &moto,
-        &aws,
-        &[(
-            "AWS_ENDPOINT_URL_SQS",
-            format!("http://127.0.0.1:{}", closed_port()),
-        )],
-    )
-    .await;
+    let down = Lambda::ingest_without_sqs(&moto, &aws).await;
     let down_url = FunctionUrl::start(&down).await;
     fake.set_webhook(&down_url.url(), SECRET);
     let p = fake.deliver_webhook("push", &body).await;

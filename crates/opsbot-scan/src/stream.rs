@@ -109,6 +109,7 @@ pub fn scan_binary_strings<R: Read>(
     buf: &mut Vec<u8>,
     out: &mut Vec<Finding>,
 ) -> io::Result<u64> {
+    scan_der_header(scanner, path, buf, out);
     let mut strings = Strings::new(scanner, path);
     strings.feed(buf, out);
     loop {
@@ -120,6 +121,40 @@ pub fn scan_binary_strings<R: Read>(
         strings.feed(buf, out);
     }
     Ok(strings.finish(out))
+}
+
+/// How many leading bytes of a DER-looking binary are also scanned as base64.
+const DER_HEADER: usize = 3 * 1024;
+
+/// A binary that starts like DER (a SEQUENCE with a long-form length: `30 81`–`30 84`) is a
+/// key file in its raw form (`.p12`/`.pfx`, a PKCS#8 or PKCS#1 `.der` key). Its first
+/// [`DER_HEADER`] bytes are scanned once more as base64, so the rules for base64-encoded DER
+/// (`MII…IBAzCC…` for PKCS#12, `MII…IBADANBgkq…` for PKCS#8) find the raw file too, at offset 0.
+/// A PKCS#12 keystore counts only when its MAC opens with a well-known password
+/// ([`crate::pkcs12::known_password`]): one under a password of its own is not a leaked key.
+fn scan_der_header(scanner: &Scanner, path: &str, head: &[u8], out: &mut Vec<Finding>) {
+    use base64::Engine as _;
+    if !(head.len() >= 64 && head[0] == 0x30 && (0x81..=0x84).contains(&head[1])) {
+        return;
+    }
+    // A keystore is reported only when anyone can open it (`pkcs12` module).
+    if crate::pkcs12::looks_like_pfx(head) && crate::pkcs12::known_password(head).is_none() {
+        return;
+    }
+    let text =
+        base64::engine::general_purpose::STANDARD.encode(&head[..head.len().min(DER_HEADER)]);
+    let pieces = [StringPiece {
+        pos: 0,
+        input_offset: 0,
+    }];
+    scanner.scan_strings(
+        path,
+        None,
+        text.as_bytes(),
+        &pieces,
+        &mut InputState::default(),
+        out,
+    );
 }
 
 /// Printable ASCII, tab and line ends: the bytes of a string in a binary.
@@ -371,6 +406,31 @@ mod tests {
                 .all(|f| f.rule_id == "aws-access-key-id" && f.line == 0)
         );
         assert_eq!(out[0].secret, "AKIA…");
+    }
+
+    #[test]
+    fn a_raw_der_private_key_file_is_found_at_offset_zero() {
+        let scanner = Scanner::new(&RuleSet::builtin().unwrap());
+        // PKCS#8 RSA key header (SEQUENCE, version 0, rsaEncryption, OCTET STRING), then
+        // key-like bytes: what `openssl pkcs8 -topk8 -nocrypt -outform DER` writes.
+        let mut der = vec![
+            0x30, 0x82, 0x04, 0xbd, 0x02, 0x01, 0x00, 0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48,
+            0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00, 0x04, 0x82, 0x04, 0xa7,
+        ];
+        der.extend(binary_noise(1200).iter().map(|b| b.wrapping_mul(7) ^ 0x5a));
+        let mut out = Vec::new();
+        let outcome = scan_reader(&scanner, "k.der", &der[..], &mut Vec::new(), &mut out).unwrap();
+        assert_eq!(outcome, StreamOutcome::Binary);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].rule_id, "private-key-der-base64");
+        assert_eq!(out[0].offset, Some(0));
+        assert_eq!(out[0].secret, "MIIE…");
+        // Not DER at the start: nothing (the same bytes one byte in).
+        let mut shifted = vec![0u8];
+        shifted.extend_from_slice(&der);
+        let mut out = Vec::new();
+        scan_reader(&scanner, "k.bin", &shifted[..], &mut Vec::new(), &mut out).unwrap();
+        assert!(out.is_empty(), "{out:?}");
     }
 
     #[test]

@@ -96,5 +96,6 @@ fi
 mkdir -p "$OUT"
 export ROOT CORPUS OUT PEERS_DIR BIN
 export RULES_DIR="$rules_dir" QUICK="$quick" PEERS="$peers"
-export FAMILIES="$(IFS=,; echo "${families[*]:-}")"
+FAMILIES="$(IFS=,; echo "${families[*]:-}")"
+export FAMILIES
 exec python3 "$ROOT/tests/conformance/secrets.py"

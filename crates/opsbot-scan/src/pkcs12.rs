@@ -251,6 +251,7 @@ fn unsigned(int: &[u8]) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn bmp(pw: &str) -> Vec<u8> {

@@ -14,6 +14,13 @@ pub enum DiffEvent<'a> {
     File(Option<String>),
     /// An added line: 1-based line number in the new file and its content (no newline).
     Added { line: u32, content: &'a [u8] },
+    /// A `Binary files … differ` line: the file's content is not in the diff. `path` is the
+    /// new path (`None` when the file is deleted); `blob` the new blob id from the section's
+    /// `index` line, when it is a full one (`git diff --full-index`).
+    Binary {
+        path: Option<String>,
+        blob: Option<String>,
+    },
 }
 
 /// Streaming diff parser: feed it lines (with or without their `\n`).
@@ -23,6 +30,10 @@ pub struct DiffParser {
     new_left: u32,
     next_line: u32,
     in_hunk: bool,
+    /// The new blob id of the current file section (`index a..b` line), full ids only.
+    new_blob: Option<String>,
+    /// The new path of a renamed or copied file (`rename to` / `copy to` line).
+    renamed_to: Option<Vec<u8>>,
 }
 
 impl DiffParser {
@@ -76,6 +87,33 @@ impl DiffParser {
         }
         if let Some(rest) = line.strip_prefix(b"+++ ") {
             return Some(DiffEvent::File(parse_path(rest, b"b/")));
+        }
+        if line.starts_with(b"diff ") {
+            self.new_blob = None;
+            self.renamed_to = None;
+            return None;
+        }
+        if let Some(rest) = line.strip_prefix(b"index ") {
+            self.new_blob = parse_index_line(rest);
+            return None;
+        }
+        if let Some(rest) = line
+            .strip_prefix(b"rename to ")
+            .or_else(|| line.strip_prefix(b"copy to "))
+        {
+            self.renamed_to = Some(unquote_path(rest));
+            return None;
+        }
+        if let Some(names) = line
+            .strip_prefix(b"Binary files ")
+            .and_then(|r| r.strip_suffix(b" differ"))
+        {
+            let path = binary_new_path(names, self.renamed_to.as_deref())
+                .map(|p| String::from_utf8_lossy(&p).into_owned());
+            return Some(DiffEvent::Binary {
+                path,
+                blob: self.new_blob.take(),
+            });
         }
         if let Some(rest) = line.strip_prefix(b"commit ") {
             let sha = rest.split(|&b| b == b' ').next().unwrap_or_default();
@@ -132,6 +170,92 @@ fn parse_path(rest: &[u8], prefix: &[u8]) -> Option<String> {
     }
     let path = raw.strip_prefix(prefix).unwrap_or(&raw);
     Some(String::from_utf8_lossy(path).into_owned())
+}
+
+/// `index <old>..<new>[ <mode>]` → the new id when it is a full (40 or 64 digit), non-zero one.
+fn parse_index_line(rest: &[u8]) -> Option<String> {
+    let ids = rest.split(|&b| b == b' ').next()?;
+    let text = std::str::from_utf8(ids).ok()?;
+    let (_, new) = text.split_once("..")?;
+    let full = (new.len() == 40 || new.len() == 64) && new.bytes().all(|b| b.is_ascii_hexdigit());
+    (full && new.bytes().any(|b| b != b'0')).then(|| new.to_ascii_lowercase())
+}
+
+/// A path as git prints it in a header: C-quoted when it has special characters.
+fn unquote_path(raw: &[u8]) -> Vec<u8> {
+    let raw = raw.strip_suffix(b"\t").unwrap_or(raw);
+    if raw.first() == Some(&b'"') {
+        unquote_c(raw)
+    } else {
+        raw.to_vec()
+    }
+}
+
+/// Splits a C-quoted token off the start of `s` (which starts with `"`): the decoded token and
+/// what follows its closing quote.
+fn quoted_token(s: &[u8]) -> Option<(Vec<u8>, &[u8])> {
+    let mut i = 1;
+    while i < s.len() {
+        match s[i] {
+            b'\\' => i += 2,
+            b'"' => return Some((unquote_c(&s[..=i]), &s[i + 1..])),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// The new path of `Binary files <old> and <new> differ` (the part between `Binary files `
+/// and ` differ`), without its `b/` prefix; `None` for a deletion (`<new>` is `/dev/null`).
+/// Names are C-quoted when they hold special characters, but not when they hold spaces, so
+/// ` and ` may be part of a name: a renamed or copied file takes its name from the section's
+/// `rename to` / `copy to` line, any other has the same name on both sides (`a/P and b/P`)
+/// or `/dev/null` on the old side.
+fn binary_new_path(names: &[u8], renamed_to: Option<&[u8]>) -> Option<Vec<u8>> {
+    if let Some(p) = renamed_to {
+        return Some(p.to_vec());
+    }
+    if names.ends_with(b" and /dev/null") {
+        return None;
+    }
+    let new: Vec<u8> = if let Some(rest) = names.strip_prefix(b"/dev/null and ") {
+        unquote_path(rest)
+    } else if names.first() == Some(&b'"') {
+        let (_, after) = quoted_token(names)?;
+        unquote_path(after.strip_prefix(b" and ")?)
+    } else if names.last() == Some(&b'"') {
+        // An unquoted old name and a quoted new one: the quoted token that ends the line.
+        let mut found = None;
+        for (i, w) in names.windows(6).enumerate() {
+            if w == b" and \""
+                && let Some((tok, tail)) = quoted_token(&names[i + 5..])
+                && tail.is_empty()
+            {
+                found = Some(tok);
+                break;
+            }
+        }
+        found?
+    } else {
+        // `a/P and b/P`: the same name on both sides.
+        let n = names.len();
+        let sym = n >= 9 && (n - 9).is_multiple_of(2) && {
+            let p = (n - 9) / 2;
+            names.starts_with(b"a/")
+                && &names[2 + p..9 + p] == b" and b/"
+                && names[2..2 + p] == names[9 + p..]
+        };
+        if sym {
+            names[(n - 9) / 2 + 7..].to_vec()
+        } else {
+            let at = memchr::memmem::rfind(names, b" and ")?;
+            names[at + 5..].to_vec()
+        }
+    };
+    if new == b"/dev/null" {
+        return None;
+    }
+    Some(new.strip_prefix(b"b/").map(<[u8]>::to_vec).unwrap_or(new))
 }
 
 /// Decodes git's C-style quoted path (`"a\tb\303\251"`).
@@ -221,6 +345,9 @@ pub fn parse_git_diff(diff: &[u8]) -> Vec<FileAdditions> {
                     f.lines.push((line, content.to_vec()));
                 }
             }
+            Some(DiffEvent::Binary { .. }) => {
+                out.extend(current.take().filter(|f| !f.lines.is_empty()));
+            }
             None => {}
         }
     }
@@ -263,6 +390,89 @@ mod tests {
         assert_eq!(files[1].commit.as_deref(), Some(sha2.as_str()));
         assert_eq!(files[1].path, "sp aceé");
         assert_eq!(files[1].lines, vec![(3, b"new".to_vec())]);
+    }
+
+    /// The `Binary` events of a diff, as `(path, blob)`.
+    fn binaries(text: &str) -> Vec<(Option<String>, Option<String>)> {
+        let mut parser = DiffParser::new();
+        text.split_inclusive('\n')
+            .filter_map(|l| match parser.feed(l.as_bytes()) {
+                Some(DiffEvent::Binary { path, blob }) => Some((path, blob)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn some(s: &str) -> Option<String> {
+        Some(s.to_owned())
+    }
+
+    #[test]
+    fn binary_lines_give_the_new_path_and_the_full_blob_id() {
+        let (z, a, b) = ("0".repeat(40), "a".repeat(40), "b".repeat(40));
+        let text = format!(
+            "diff --git a/x.db b/x.db\nnew file mode 100644\nindex {z}..{a}\n\
+             Binary files /dev/null and b/x.db differ\n\
+             diff --git a/my file.p12 b/my file.p12\nindex {a}..{b} 100644\n\
+             Binary files a/my file.p12 and b/my file.p12 differ\n\
+             diff --git a/x and b/y b/x and b/y\nindex {a}..{b} 100644\n\
+             Binary files a/x and b/y and b/x and b/y differ\n\
+             diff --git a/gone.bin b/gone.bin\ndeleted file mode 100644\nindex {a}..{z}\n\
+             Binary files a/gone.bin and /dev/null differ\n\
+             diff --git a/short b/short\nindex 1234567..89abcde 100644\n\
+             Binary files a/short and b/short differ\n"
+        );
+        assert_eq!(
+            binaries(&text),
+            vec![
+                (some("x.db"), Some(a.clone())),
+                (some("my file.p12"), Some(b.clone())),
+                (some("x and b/y"), Some(b.clone())),
+                (None, None),
+                // Abbreviated ids are not used (the scan asks for `--full-index`).
+                (some("short"), None),
+            ]
+        );
+    }
+
+    #[test]
+    fn quoted_renamed_and_copied_binary_paths() {
+        let b = "b".repeat(40);
+        let text = format!(
+            "diff --git \"a/t\\tab.bin\" \"b/t\\tab.bin\"\nindex {b}..{b} 100644\n\
+             Binary files \"a/t\\tab.bin\" and \"b/t\\tab.bin\" differ\n\
+             diff --git a/plain b/q\\\"uote\nsimilarity index 60%\nrename from plain\n\
+             rename to \"q\\\"uote and b/x\"\nindex {b}..{b} 100644\n\
+             Binary files a/plain and \"b/q\\\"uote and b/x\" differ\n\
+             diff --git a/old name.so b/new name.so\nsimilarity index 90%\ncopy from old name.so\n\
+             copy to new name.so\nindex {b}..{b} 100755\n\
+             Binary files a/old name.so and b/new name.so differ\n\
+             diff --git a/cafe b/cafe\nindex {b}..{b} 100644\n\
+             Binary files \"a/caf\\303\\251\" and /dev/null differ\n\
+             diff --git a/n b/n\nindex {b}..{b} 100644\n\
+             Binary files \"a/n\" and \"b/n\\303\\251 \\\"x\\\"\" differ\n"
+        );
+        assert_eq!(
+            binaries(&text),
+            vec![
+                (some("t\tab.bin"), Some(b.clone())),
+                (some("q\"uote and b/x"), Some(b.clone())),
+                (some("new name.so"), Some(b.clone())),
+                (None, Some(b.clone())),
+                (some("né \"x\""), Some(b.clone())),
+            ]
+        );
+        // Without a rename line, an unquoted old name and a quoted new one.
+        assert_eq!(
+            binary_new_path(b"a/x y and \"b/x\\ty\"", None),
+            Some(b"x\ty".to_vec())
+        );
+        // The blob id of one section does not leak into the next.
+        let text = format!(
+            "diff --git a/a b/a\nindex {b}..{b} 100644\n--- a/a\n+++ b/a\n@@ -1 +1 @@\n-x\n+y\n\
+             diff --git a/c b/c\nBinary files a/c and b/c differ\n"
+        );
+        assert_eq!(binaries(&text), vec![(some("c"), None)]);
     }
 
     #[test]

@@ -343,6 +343,8 @@ pub fn scan_git(
         "--no-ext-diff",
         "--no-textconv",
         "-U0",
+        // Full blob ids on `index` lines: the new blob of a binary file is read by its id.
+        "--full-index",
         "--src-prefix=a/",
         "--dst-prefix=b/",
     ];
@@ -399,6 +401,14 @@ pub fn scan_git(
     let mut parser = DiffParser::new();
     let mut line: Vec<u8> = Vec::new();
     let mut commit: Option<String> = None;
+    // Binary files: git shows no content; their new blobs are read once the diff is done.
+    let mut binaries: Vec<history::ChangedBlob> = Vec::new();
+    let skip_path = |p: &str| {
+        opts.path_allowed(p)
+            || ignore
+                .as_ref()
+                .is_some_and(|g| g.matched_path_or_any_parents(p, false).is_ignore())
+    };
     loop {
         line.clear();
         let truncated = match read_line_capped(&mut reader, &mut line, MAX_DIFF_LINE) {
@@ -420,15 +430,25 @@ pub fn scan_git(
             Some(DiffEvent::File(path)) => {
                 batch.flush(scanner, &mut report);
                 batch.commit = commit.clone();
-                batch.path = path.filter(|p| {
-                    let skip = opts.path_allowed(p)
-                        || ignore
-                            .as_ref()
-                            .is_some_and(|g| g.matched_path_or_any_parents(p, false).is_ignore());
-                    !skip
-                });
+                batch.path = path.filter(|p| !skip_path(p));
                 if batch.path.is_some() {
                     report.files_scanned += 1;
+                }
+            }
+            Some(DiffEvent::Binary { path, blob }) => {
+                batch.flush(scanner, &mut report);
+                match (path, blob) {
+                    (Some(path), Some(id)) if !skip_path(&path) => {
+                        binaries.push(history::ChangedBlob {
+                            id,
+                            path,
+                            commit: commit.clone(),
+                        });
+                    }
+                    (Some(path), None) => {
+                        tracing::warn!(%path, "binary file without a full blob id in the diff: not scanned");
+                    }
+                    _ => {}
                 }
             }
             Some(DiffEvent::Added { line: n, content }) => {
@@ -455,6 +475,11 @@ pub fn scan_git(
         return Err(SourceError::Git(one_line(&stderr_text)));
     }
     dedup_findings(&mut report.findings);
+    // After the de-duplication by line: findings in binaries are all at line 0 and differ
+    // by their offsets (`scan_changed_blobs` keeps each secret once).
+    if let Err(err) = history::scan_changed_blobs(scanner, &root, binaries, opts, &mut report) {
+        report.errors.push(err);
+    }
     Ok(report)
 }
 

@@ -182,3 +182,56 @@ fn core_hooks_path_is_honoured_and_outside_a_repo_is_an_error() {
         text(&out)
     );
 }
+
+/// `len` bytes that look like compiled code (a NUL every fourth byte), `secret` NUL-delimited
+/// at byte `at` when given.
+fn binary(len: usize, at: usize, secret: Option<&str>) -> Vec<u8> {
+    let mut x = 0x2545_f491_u32;
+    let mut data: Vec<u8> = (0..len)
+        .map(|i| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            if i % 4 == 0 { 0 } else { (x >> 8) as u8 }
+        })
+        .collect();
+    if let Some(s) = secret {
+        data[at - 1] = 0;
+        data[at..at + s.len()].copy_from_slice(s.as_bytes());
+        data[at + s.len()] = 0;
+    }
+    data
+}
+
+#[test]
+fn the_installed_hook_blocks_a_key_inside_a_staged_binary() {
+    let dir = new_repo();
+    let repo = dir.path();
+    let out = opsbot(repo, &["hook", "install"]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // A binary without a secret goes through.
+    std::fs::write(repo.join("app.sqlite"), binary(5000, 0, None)).unwrap();
+    git(repo, &["add", "app.sqlite"]);
+    let out = git(repo, &["commit", "-q", "-m", "db"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(commits(repo), 1);
+
+    // The same database with a key written into it: refused, the path named, the key masked.
+    let key = planted_key();
+    std::fs::write(
+        repo.join("app.sqlite"),
+        binary(5000, 3210, Some(&format!("aws_key={key}"))),
+    )
+    .unwrap();
+    git(repo, &["add", "app.sqlite"]);
+    let out = git(repo, &["commit", "-q", "-m", "leak"]);
+    let all = text(&out);
+    assert!(!out.status.success(), "the commit should be blocked: {all}");
+    assert!(
+        all.contains("app.sqlite") && all.contains("aws-access-key-id"),
+        "{all}"
+    );
+    assert!(!all.contains(&key), "the key must not be printed in full");
+    assert_eq!(commits(repo), 1);
+}

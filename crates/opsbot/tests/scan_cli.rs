@@ -919,3 +919,268 @@ fn a_tree_deeper_than_the_path_limit_is_reported_as_not_scanned_and_exits_2() {
     // GNU rm removes trees deeper than PATH_MAX.
     let _ = Command::new("rm").arg("-rf").arg(dir.path()).status();
 }
+
+/// `len` bytes that look like compiled code: a NUL every fourth byte, so no printable run is
+/// long enough to be a string.
+fn binary_noise(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|i| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            if i % 4 == 0 { 0 } else { (x >> 8) as u8 }
+        })
+        .collect()
+}
+
+/// A binary of `len` bytes with `secret` (NUL-delimited) at byte `at`.
+fn binary_with(len: usize, seed: u32, at: usize, secret: &str) -> Vec<u8> {
+    let mut data = binary_noise(len, seed);
+    data[at - 1] = 0;
+    data[at..at + secret.len()].copy_from_slice(secret.as_bytes());
+    data[at + secret.len()] = 0;
+    data
+}
+
+fn write_bytes(dir: &Path, rel: &str, data: &[u8]) {
+    let p = dir.join(rel);
+    if let Some(parent) = p.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    std::fs::write(p, data).unwrap();
+}
+
+/// `(rule, path, offset)` of each finding, sorted; only findings in binaries (line 0).
+fn binary_keys(findings: &[Value]) -> Vec<(String, String, u64)> {
+    let mut v: Vec<_> = findings
+        .iter()
+        .filter(|f| f["line"] == 0)
+        .map(|f| {
+            (
+                f["rule_id"].as_str().unwrap().to_owned(),
+                f["path"].as_str().unwrap().to_owned(),
+                f["offset"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn staged_binary_files_are_read_from_the_index_and_scanned_as_strings() {
+    let dir = repo();
+    let d = dir.path();
+    write(d, "README.md", "# demo\n");
+    write_bytes(d, "lib/tool.so", &binary_noise(600, 7));
+    write_bytes(d, "old.bin", &binary_noise(300, 8));
+    git(d, &["add", "-A"]);
+    git(d, &["commit", "-qm", "init"]);
+
+    // A binary without a secret: scanned, counted and named, nothing found; the hook passes.
+    write_bytes(d, "assets/logo.png", &binary_noise(900, 9));
+    git(d, &["add", "-A"]);
+    let run = opsbot(d, &["scan", "--staged", "--format", "json"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(json(&run).is_empty(), "{}", run.stdout);
+    let run = opsbot(d, &["scan", "--staged"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        run.stderr.contains(
+            "1 binary file(s) scanned as strings (high-confidence rules only): assets/logo.png"
+        ),
+        "{}",
+        run.stderr
+    );
+    git(d, &["commit", "-qm", "logo"]);
+
+    // A modified binary and a new one (a name with spaces, a non-ASCII name), each with a
+    // key, beside a text change and a deleted binary.
+    write_bytes(d, "lib/tool.so", &binary_with(700, 7, 123, &aws_key()));
+    write_bytes(
+        d,
+        "data/app store é.db",
+        &binary_with(4000, 11, 2500, &format!("token={}", github_token())),
+    );
+    write(d, "README.md", "# demo\nmore\n");
+    std::fs::remove_file(d.join("old.bin")).unwrap();
+    git(d, &["add", "-A"]);
+    // The index is scanned, not the work tree: cleaning the files afterwards changes nothing.
+    write_bytes(d, "lib/tool.so", &binary_noise(700, 7));
+    write_bytes(d, "data/app store é.db", &binary_noise(4000, 11));
+
+    let run = opsbot(d, &["scan", "--staged", "--format", "json"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    let findings = json(&run);
+    assert_eq!(
+        binary_keys(&findings),
+        vec![
+            ("aws-access-key-id".into(), "lib/tool.so".into(), 123),
+            (
+                "github-pat-classic".into(),
+                "data/app store é.db".into(),
+                2506
+            ),
+        ],
+        "{}",
+        run.stdout
+    );
+    assert_eq!(findings.len(), 2, "{}", run.stdout);
+    assert!(findings.iter().all(|f| f.get("commit").is_none()));
+    // Text output names the paths, and the summary the binaries.
+    let run = opsbot(d, &["scan", "--staged", "--color", "never"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(run.stdout.contains("lib/tool.so"), "{}", run.stdout);
+    assert!(
+        run.stderr.contains("2 binary file(s) scanned as strings")
+            && run.stderr.contains("data/app store é.db, lib/tool.so"),
+        "{}",
+        run.stderr
+    );
+
+    // Pathspecs limit it; the size limit skips the large one (unread) and says so.
+    let run = opsbot(d, &["scan", "--staged", "-f", "json", "--", "lib"]);
+    assert_eq!(binary_keys(&json(&run)).len(), 1, "{}", run.stdout);
+    let run = opsbot(
+        d,
+        &["scan", "--staged", "-f", "json", "--max-file-size", "1K"],
+    );
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert_eq!(
+        binary_keys(&json(&run)),
+        vec![("aws-access-key-id".into(), "lib/tool.so".into(), 123)]
+    );
+    assert!(
+        run.stderr
+            .contains("skipped 1 file(s) larger than the size limit"),
+        "{}",
+        run.stderr
+    );
+    // .opsbotignore applies to binaries as to text.
+    write(d, ".opsbotignore", "data/\n");
+    let run = opsbot(d, &["scan", "--staged", "-f", "json"]);
+    assert_eq!(
+        binary_keys(&json(&run)),
+        vec![("aws-access-key-id".into(), "lib/tool.so".into(), 123)]
+    );
+}
+
+#[test]
+fn git_ranges_scan_the_binaries_each_commit_writes_and_name_the_commit() {
+    let dir = repo();
+    let d = dir.path();
+    write(d, "README.md", "# demo\n");
+    git(d, &["add", "-A"]);
+    git(d, &["commit", "-qm", "c1"]);
+    let c1 = git(d, &["rev-parse", "HEAD"]);
+
+    // c2: a keystore-like binary with a key, and a clean binary.
+    write_bytes(
+        d,
+        "certs/my store.p12",
+        &binary_with(3000, 21, 1000, &format!("pw={}", stripe_key())),
+    );
+    write_bytes(d, "bin/clean.o", &binary_noise(2000, 22));
+    git(d, &["add", "-A"]);
+    git(d, &["commit", "-qm", "c2"]);
+    let c2 = git(d, &["rev-parse", "HEAD"]);
+
+    // c3: the key is removed again (still in history), the clean binary changes.
+    write_bytes(d, "certs/my store.p12", &binary_noise(3000, 21));
+    write_bytes(d, "bin/clean.o", &binary_noise(2100, 23));
+    git(d, &["add", "-A"]);
+    git(d, &["commit", "-qm", "c3"]);
+    let c3 = git(d, &["rev-parse", "HEAD"]);
+
+    let run = opsbot(
+        d,
+        &["scan", "--git", &format!("{c1}..{c3}"), "--format", "json"],
+    );
+    assert_eq!(run.code, 1, "{}", run.all());
+    let findings = json(&run);
+    assert_eq!(
+        binary_keys(&findings),
+        vec![(
+            "stripe-live-secret-key".into(),
+            "certs/my store.p12".into(),
+            1003
+        )],
+        "{}",
+        run.stdout
+    );
+    assert_eq!(findings.len(), 1);
+    assert_eq!(findings[0]["commit"], c2.as_str());
+    let run = opsbot(d, &["scan", "--git", &format!("{c1}..{c3}")]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(
+        run.stderr.contains("binary file(s) scanned as strings")
+            && run.stderr.contains("bin/clean.o, certs/my store.p12"),
+        "{}",
+        run.stderr
+    );
+
+    // The single commit that added it; the one that removed it is clean.
+    let run = opsbot(d, &["scan", "--git", &c2, "--format", "json"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    let findings = json(&run);
+    assert_eq!(findings.len(), 1, "{}", run.stdout);
+    assert_eq!(findings[0]["commit"], c2.as_str());
+    assert_eq!(findings[0]["path"], "certs/my store.p12");
+    let run = opsbot(d, &["scan", "--git", &c3, "--format", "json"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(json(&run).is_empty());
+    let run = opsbot(d, &["scan", "--git", &c3]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        run.stderr.contains("2 binary file(s) scanned as strings"),
+        "{}",
+        run.stderr
+    );
+
+    // c4: the keystore is renamed and a token written into it (the finding takes the new
+    // name); c5: c2's keystore comes back under another name (the same blob: its key is
+    // reported once, at c2, the oldest commit that wrote it).
+    git(d, &["mv", "certs/my store.p12", "certs/moved store.p12"]);
+    write_bytes(
+        d,
+        "certs/moved store.p12",
+        &binary_with(3000, 21, 2000, &github_token()),
+    );
+    git(d, &["add", "-A"]);
+    git(d, &["commit", "-qm", "c4"]);
+    let c4 = git(d, &["rev-parse", "HEAD"]);
+    let status = git(d, &["show", "--stat", "--format=", "-M", &c4]);
+    assert!(status.contains("=>"), "a rename: {status}");
+    write_bytes(
+        d,
+        "again.p12",
+        &binary_with(3000, 21, 1000, &format!("pw={}", stripe_key())),
+    );
+    git(d, &["add", "-A"]);
+    git(d, &["commit", "-qm", "c5"]);
+    let run = opsbot(
+        d,
+        &["scan", "--git", &format!("{c1}..HEAD"), "--format", "json"],
+    );
+    assert_eq!(run.code, 1, "{}", run.all());
+    let found: Vec<(String, u64, String)> = json(&run)
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().to_owned(),
+                f["offset"].as_u64().unwrap(),
+                f["commit"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        vec![
+            ("certs/my store.p12".to_owned(), 1003, c2.clone()),
+            ("certs/moved store.p12".to_owned(), 2000, c4.clone()),
+        ],
+        "{}",
+        run.stdout
+    );
+}

@@ -107,20 +107,9 @@ pub fn scan_history(
     // 2. Sizes, for the size limit and the progress total.
     let sizes = blob_sizes(&root, &blobs)?;
     let mut report = ScanReport::default();
-    let mut todo = Vec::with_capacity(blobs.len());
-    let mut bytes_total = 0u64;
-    for (blob, size) in blobs.into_iter().zip(sizes) {
-        match opts.max_file_size {
-            Some(max) if max > 0 && size > max => {
-                tracing::info!(path = %blob.path, commit = %commits[blob.commit as usize], size, "skipped: larger than the size limit");
-                report.skipped_large += 1;
-            }
-            _ => {
-                bytes_total += size;
-                todo.push((blob, size));
-            }
-        }
-    }
+    let (todo, bytes_total) = apply_size_limit(blobs, sizes, opts, &mut report, |c| {
+        Some(commits[c as usize].as_str())
+    });
     stats.blobs = todo.len() as u64 + report.skipped_large;
 
     // 3. Contents, scanned by workers.
@@ -136,6 +125,7 @@ pub fn scan_history(
         threads,
         bytes_total,
         progress,
+        false,
         &mut report,
     )?;
 
@@ -153,6 +143,115 @@ pub fn scan_history(
         })
         .collect();
     Ok((report, stats))
+}
+
+/// Drops the blobs over the size limit (counted in `report.skipped_large`, like the files a
+/// directory walk skips); returns the others with their sizes, and their total size.
+fn apply_size_limit<'c>(
+    blobs: Vec<BlobRef>,
+    sizes: Vec<u64>,
+    opts: &SourceOptions,
+    report: &mut ScanReport,
+    commit_name: impl Fn(u32) -> Option<&'c str>,
+) -> (Vec<(BlobRef, u64)>, u64) {
+    let mut todo = Vec::with_capacity(blobs.len());
+    let mut bytes_total = 0u64;
+    for (blob, size) in blobs.into_iter().zip(sizes) {
+        match opts.max_file_size {
+            Some(max) if max > 0 && size > max => {
+                tracing::info!(path = %blob.path, commit = ?commit_name(blob.commit), size, "skipped: larger than the size limit");
+                report.skipped_large += 1;
+            }
+            _ => {
+                bytes_total += size;
+                todo.push((blob, size));
+            }
+        }
+    }
+    (todo, bytes_total)
+}
+
+/// A binary file that a diff (`opsbot scan --staged`, `--git <range>`) adds or changes: git
+/// prints `Binary files … differ` instead of its content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ChangedBlob {
+    /// The new blob id (full).
+    pub id: String,
+    /// Its path there, relative to the repository root.
+    pub path: String,
+    /// The commit that wrote it; `None` for the index (`--staged`).
+    pub commit: Option<String>,
+}
+
+/// Scans the new blobs of the binary files of a diff as history mode scans blobs: sizes first
+/// (`git cat-file --batch-check`: a blob over the size limit is skipped unread, and counted),
+/// then every content through one `git cat-file --batch`, each streamed through
+/// [`scan_reader`] (a blob with a NUL in its first bytes is scanned as printable strings with
+/// the high-confidence rules, findings at their byte offset). `changed` comes in `git log`
+/// order (newest first): a blob written by several commits is scanned once, and its findings
+/// name the oldest of them. Findings, counts and the names of the binaries go to `report`.
+pub(super) fn scan_changed_blobs(
+    scanner: &Scanner,
+    root: &Path,
+    changed: Vec<ChangedBlob>,
+    opts: &SourceOptions,
+    report: &mut ScanReport,
+) -> Result<(), SourceError> {
+    if changed.is_empty() {
+        return Ok(());
+    }
+    // Oldest first, so the lowest commit index is the oldest commit.
+    let mut commits: Vec<Option<String>> = Vec::new();
+    let mut blobs: Vec<BlobRef> = Vec::new();
+    let mut seen: HashSet<String> = HashSet::new();
+    for c in changed.into_iter().rev() {
+        if commits.last() != Some(&c.commit) {
+            commits.push(c.commit);
+        }
+        if seen.insert(c.id.clone()) {
+            blobs.push(BlobRef {
+                id: c.id,
+                commit: (commits.len() - 1) as u32,
+                path: c.path,
+            });
+        }
+    }
+    let sizes = blob_sizes(root, &blobs)?;
+    let (todo, bytes_total) = apply_size_limit(blobs, sizes, opts, report, |c| {
+        commits[c as usize].as_deref()
+    });
+    if todo.is_empty() {
+        return Ok(());
+    }
+    let threads = if opts.threads == 0 {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    } else {
+        opts.threads
+    }
+    .min(todo.len());
+    let found = scan_contents(
+        scanner,
+        root,
+        &todo,
+        threads,
+        bytes_total,
+        None,
+        true,
+        report,
+    )?;
+    let mut findings: Vec<(u32, Finding)> = found.into_values().collect();
+    findings.sort_by(|(ca, a), (cb, b)| {
+        (ca, &a.path, a.offset, &a.rule_id).cmp(&(cb, &b.path, b.offset, &b.rule_id))
+    });
+    report
+        .findings
+        .extend(findings.into_iter().map(|(c, mut f)| {
+            f.commit = commits[c as usize].as_deref().map(Into::into);
+            f
+        }));
+    report.binary_files.sort();
+    report.binary_files.dedup();
+    Ok(())
 }
 
 /// Parses `git log --raw -z --format=%x01%H` output: commit ids and, for each commit, the
@@ -267,7 +366,9 @@ fn blob_sizes(root: &Path, blobs: &[BlobRef]) -> Result<Vec<u64>, SourceError> {
 }
 
 /// `git cat-file --batch`: reads every blob of `todo` and scans it. Returns, per finding
-/// fingerprint, the earliest commit index and the finding.
+/// fingerprint, the earliest commit index and the finding. With `name_binaries` the paths of
+/// the blobs scanned as binaries go to `report.binary_files`.
+#[allow(clippy::too_many_arguments)]
 fn scan_contents(
     scanner: &Scanner,
     root: &Path,
@@ -275,6 +376,7 @@ fn scan_contents(
     threads: usize,
     bytes_total: u64,
     progress: Option<&(dyn Fn(HistoryProgress) + Sync)>,
+    name_binaries: bool,
     report: &mut ScanReport,
 ) -> Result<HashMap<String, (u32, Finding)>, SourceError> {
     let mut cmd = git(root);
@@ -290,6 +392,7 @@ fn scan_contents(
     let scanned = AtomicU64::new(0);
     let bytes = AtomicU64::new(0);
     let binary = AtomicU64::new(0);
+    let binary_names: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let record = |commit: u32, local: &mut Vec<Finding>| {
         if local.is_empty() {
             return;
@@ -305,13 +408,16 @@ fn scan_contents(
             }
         }
     };
-    let count = |outcome: StreamOutcome| match outcome {
+    let count = |outcome: StreamOutcome, path: &str| match outcome {
         StreamOutcome::Scanned { bytes: n } => {
             scanned.fetch_add(1, Ordering::Relaxed);
             bytes.fetch_add(n, Ordering::Relaxed);
         }
         StreamOutcome::Binary => {
             binary.fetch_add(1, Ordering::Relaxed);
+            if name_binaries && let Ok(mut names) = binary_names.lock() {
+                names.push(path.to_owned());
+            }
         }
     };
 
@@ -332,7 +438,7 @@ fn scan_contents(
                     if let Ok(outcome) =
                         scan_reader(scanner, &blob.path, &data[..], &mut buf, &mut local)
                     {
-                        count(outcome);
+                        count(outcome, &blob.path);
                     }
                     record(blob.commit, &mut local);
                 }
@@ -379,7 +485,7 @@ fn scan_contents(
                     // Streamed here, in bounded memory.
                     let mut body = (&mut reader).take(size);
                     match scan_reader(scanner, &blob.path, &mut body, &mut buf, &mut local) {
-                        Ok(outcome) => count(outcome),
+                        Ok(outcome) => count(outcome, &blob.path),
                         Err(e) => {
                             return Err(SourceError::Git(format!(
                                 "reading blob {} ({}): {e}",
@@ -422,6 +528,9 @@ fn scan_contents(
     report.files_scanned += scanned.into_inner();
     report.bytes_scanned += bytes.into_inner();
     report.skipped_binary += binary.into_inner();
+    report
+        .binary_files
+        .extend(binary_names.into_inner().unwrap_or_default());
     Ok(found.into_inner().unwrap_or_default())
 }
 

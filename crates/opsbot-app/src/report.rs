@@ -165,7 +165,7 @@ fn annotation(f: &Finding) -> Annotation {
          pattern in the `[scan]` table of opsbot.toml.",
     );
     Annotation {
-        path: f.path.clone(),
+        path: f.path.to_string(),
         start_line: f.line,
         end_line: f.line,
         start_column: None,
@@ -278,7 +278,11 @@ mod tests {
             line,
             column: 7,
             secret: "AKIA…".into(),
-            fingerprint: format!("fp{line}"),
+            fingerprint: opsbot_scan::finding::fingerprint(
+                "aws-access-key-id",
+                path,
+                &line.to_le_bytes(),
+            ),
             commit: None,
             offset: None,
         }

@@ -488,8 +488,9 @@ fn scan_changes(policy: &RepoScanPolicy, changes: &[Change]) -> ScanOutcome {
                     None,
                     lines.iter().map(|(n, text)| (*n, text.as_bytes())),
                 );
+                let commit: Option<std::sync::Arc<str>> = commit.as_deref().map(Into::into);
                 for f in &mut found {
-                    f.commit.clone_from(commit);
+                    f.commit.clone_from(&commit);
                 }
                 findings.extend(found);
             }
@@ -500,8 +501,9 @@ fn scan_changes(policy: &RepoScanPolicy, changes: &[Change]) -> ScanOutcome {
             } => {
                 outcome.lines_scanned += bytes.split(|&b| b == b'\n').count();
                 let mut found = policy.scanner.scan_bytes(path, bytes);
+                let commit: Option<std::sync::Arc<str>> = commit.as_deref().map(Into::into);
                 for f in &mut found {
-                    f.commit.clone_from(commit);
+                    f.commit.clone_from(&commit);
                 }
                 findings.extend(found);
             }
@@ -726,7 +728,7 @@ mod tests {
         let found: Vec<(&str, u32)> = outcome
             .findings
             .iter()
-            .map(|f| (f.path.as_str(), f.line))
+            .map(|f| (&*f.path, f.line))
             .collect();
         assert_eq!(found, vec![("app/config.py", 2), ("big.txt", 2)]);
         assert!(outcome.findings.iter().all(|f| f.secret == "AKIA…"));

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::finding::Finding;
+use crate::finding::{Finding, Fingerprint};
 
 /// One accepted finding. Only `fingerprint` matters for matching; the rest helps reviewers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,11 +42,11 @@ impl Baseline {
         let mut seen = HashSet::new();
         let mut entries: Vec<BaselineEntry> = findings
             .iter()
-            .filter(|f| seen.insert(f.fingerprint.clone()))
+            .filter(|f| seen.insert(f.fingerprint))
             .map(|f| BaselineEntry {
-                fingerprint: f.fingerprint.clone(),
-                rule_id: f.rule_id.clone(),
-                path: f.path.clone(),
+                fingerprint: f.fingerprint.to_string(),
+                rule_id: f.rule_id.to_string(),
+                path: f.path.to_string(),
                 line: f.line,
                 secret: f.secret.clone(),
             })
@@ -85,13 +85,14 @@ impl Baseline {
 
     /// Drops findings whose fingerprint is in the baseline; returns how many were dropped.
     pub fn filter(&self, findings: &mut Vec<Finding>) -> usize {
-        let known: HashSet<&str> = self
+        // An entry that is not 32 hex digits matches no finding.
+        let known: HashSet<Fingerprint> = self
             .findings
             .iter()
-            .map(|e| e.fingerprint.as_str())
+            .filter_map(|e| Fingerprint::from_hex(&e.fingerprint))
             .collect();
         let before = findings.len();
-        findings.retain(|f| !known.contains(f.fingerprint.as_str()));
+        findings.retain(|f| !known.contains(&f.fingerprint));
         before - findings.len()
     }
 }

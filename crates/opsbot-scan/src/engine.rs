@@ -15,7 +15,7 @@ use std::sync::{Arc, OnceLock};
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use memchr::{memchr, memchr_iter, memmem, memrchr};
 
-use crate::finding::{Finding, fingerprint, mask, normalize_path, shannon_entropy};
+use crate::finding::{Finding, Fingerprint, fingerprint, mask, normalize_path, shannon_entropy};
 use crate::placeholder::{is_run_placeholder, longest_run};
 use crate::rule::{LazyRegex, Rule, RuleSet};
 
@@ -58,6 +58,8 @@ pub struct Scanner {
     pattern_rules: Vec<Vec<u32>>,
     /// The high-confidence subset used on the strings of binary inputs, built on first use.
     strings: OnceLock<Box<Scanner>>,
+    /// Each rule's id and description, shared by its findings (indexed like `rules`).
+    names: Vec<(Arc<str>, Arc<str>)>,
 }
 
 /// Whether a rule is trusted on the printable strings of a binary file: a specific format
@@ -136,6 +138,17 @@ pub struct InputState {
     seen: HashSet<(u32, u64)>,
     /// Entries of `seen` below this input offset have been dropped.
     pruned_to: u64,
+    /// The input's path and commit, shared by its findings.
+    path: Option<Arc<str>>,
+    commit: Option<Arc<str>>,
+}
+
+/// `text` as a shared string, reusing `slot`'s when it holds the same text.
+fn shared(slot: &mut Option<Arc<str>>, text: &str) -> Arc<str> {
+    match slot {
+        Some(s) if **s == *text => Arc::clone(s),
+        _ => Arc::clone(slot.insert(Arc::from(text))),
+    }
 }
 
 impl InputState {
@@ -159,7 +172,7 @@ struct Accepted {
     end: usize,
     rule: u32,
     secret_masked: String,
-    fingerprint: String,
+    fingerprint: Fingerprint,
 }
 
 impl Scanner {
@@ -194,6 +207,10 @@ impl Scanner {
             }
         }
         drop(index);
+        let names = rules
+            .iter()
+            .map(|r| (Arc::from(r.id.as_str()), Arc::from(r.description.as_str())))
+            .collect();
         let max_pattern_len = patterns.iter().map(String::len).max().unwrap_or(0);
         Scanner {
             rules,
@@ -206,6 +223,7 @@ impl Scanner {
             searched: AtomicUsize::new(0),
             pattern_rules,
             strings: OnceLock::new(),
+            names,
         }
     }
 
@@ -403,7 +421,7 @@ impl Scanner {
                     (cursor.col + 1).min(u64::from(u32::MAX)) as u32,
                 ),
             };
-            out.push(self.finding(path, commit, a, line, column, None));
+            out.push(self.finding(state, path, commit, a, (line, column), None));
         }
     }
 
@@ -444,30 +462,31 @@ impl Scanner {
             if !state.seen.insert((a.rule, offset)) {
                 continue;
             }
-            out.push(self.finding(path, commit, a, 0, 0, Some(offset)));
+            out.push(self.finding(state, path, commit, a, (0, 0), Some(offset)));
         }
     }
 
     fn finding(
         &self,
+        state: &mut InputState,
         path: &str,
         commit: Option<&str>,
         a: Accepted,
-        line: u32,
-        column: u32,
+        (line, column): (u32, u32),
         offset: Option<u64>,
     ) -> Finding {
         let rule = &self.rules[a.rule as usize];
+        let (id, description) = &self.names[a.rule as usize];
         Finding {
-            rule_id: rule.id.clone(),
-            description: rule.description.clone(),
+            rule_id: Arc::clone(id),
+            description: Arc::clone(description),
             severity: rule.severity,
-            path: path.to_owned(),
+            path: shared(&mut state.path, path),
             line,
             column,
             secret: a.secret_masked,
             fingerprint: a.fingerprint,
-            commit: commit.map(str::to_owned),
+            commit: commit.map(|c| shared(&mut state.commit, c)),
             offset,
         }
     }

@@ -1,18 +1,24 @@
 //! [`Finding`]: one secret found, already masked. The raw secret never leaves the engine.
 
+use std::fmt;
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::rule::Severity;
 
 /// One leaked secret. `secret` is masked (at most 4 leading characters and `…`).
+///
+/// Small on purpose (an input can yield 100,000 findings): the rule's id and description and
+/// the path are shared with the scanner and the other findings of the same input.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
-    pub rule_id: String,
-    pub description: String,
+    pub rule_id: Arc<str>,
+    pub description: Arc<str>,
     pub severity: Severity,
     /// Path as given or relative to the repository root, with `/` separators.
-    pub path: String,
+    pub path: Arc<str>,
     /// 1-based line number.
     pub line: u32,
     /// 1-based column, in characters (Unicode scalar values; bytes in invalid UTF-8).
@@ -20,10 +26,10 @@ pub struct Finding {
     /// Masked secret, e.g. `AKIA…`.
     pub secret: String,
     /// Stable id of (rule, path, secret): survives line moves, used by baselines.
-    pub fingerprint: String,
+    pub fingerprint: Fingerprint,
     /// The commit that added the line (`--git` mode), or that introduced the blob (history).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub commit: Option<String>,
+    pub commit: Option<Arc<str>>,
     /// Byte offset of the secret in a binary file (scanned as printable strings); `line` and
     /// `column` are 0 then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -41,8 +47,47 @@ pub fn mask(secret: &[u8]) -> String {
     out
 }
 
-/// `hex(sha256(rule_id NUL path NUL secret))[..32]`.
-pub fn fingerprint(rule_id: &str, path: &str, secret: &[u8]) -> String {
+/// The first 16 bytes of `sha256(rule_id NUL path NUL secret)`; shown and serialized as 32
+/// lowercase hex digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Fingerprint(pub [u8; 16]);
+
+impl Fingerprint {
+    /// Parses the 32 hex digits of [`Fingerprint`]'s `Display` (either case).
+    pub fn from_hex(text: &str) -> Option<Self> {
+        let mut bytes = [0u8; 16];
+        hex::decode_to_slice(text, &mut bytes).ok()?;
+        Some(Fingerprint(bytes))
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut buf = [0u8; 32];
+        // Cannot fail: the buffer is exactly twice the input.
+        if hex::encode_to_slice(self.0, &mut buf).is_err() {
+            return Err(fmt::Error);
+        }
+        f.write_str(std::str::from_utf8(&buf).map_err(|_| fmt::Error)?)
+    }
+}
+
+impl Serialize for Fingerprint {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Fingerprint {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Fingerprint::from_hex(&text)
+            .ok_or_else(|| serde::de::Error::custom("a fingerprint is 32 hex digits"))
+    }
+}
+
+/// The [`Fingerprint`] of a secret found by `rule_id` in `path`.
+pub fn fingerprint(rule_id: &str, path: &str, secret: &[u8]) -> Fingerprint {
     let mut h = Sha256::new();
     h.update(rule_id.as_bytes());
     h.update([0u8]);
@@ -50,8 +95,9 @@ pub fn fingerprint(rule_id: &str, path: &str, secret: &[u8]) -> String {
     h.update([0u8]);
     h.update(secret);
     let digest = h.finalize();
-    // 16 bytes → the 32 hex digits, in a string of exactly that size.
-    hex::encode(&digest.as_slice()[..16])
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest.as_slice()[..16]);
+    Fingerprint(bytes)
 }
 
 /// Shannon entropy in bits per byte.
@@ -99,7 +145,9 @@ mod tests {
     fn fingerprint_is_stable_and_depends_on_all_parts() {
         let a = fingerprint("r", "p", b"s");
         assert_eq!(a, fingerprint("r", "p", b"s"));
-        assert_eq!(a.len(), 32);
+        assert_eq!(a.to_string().len(), 32);
+        assert_eq!(Fingerprint::from_hex(&a.to_string()), Some(a));
+        assert_eq!(Fingerprint::from_hex("xyz"), None);
         assert_ne!(a, fingerprint("r2", "p", b"s"));
         assert_ne!(a, fingerprint("r", "p2", b"s"));
         assert_ne!(a, fingerprint("r", "p", b"s2"));

@@ -1,8 +1,11 @@
-//! Output formats: pure functions from findings to text. Secrets are already masked in
-//! [`Finding`], so no formatter can print one in full.
+//! Output formats: findings to text, written to any [`io::Write`] one finding at a time (an
+//! input with 100,000 findings is never rendered into memory whole). Secrets are already
+//! masked in [`Finding`], so no formatter can print one in full. The `render_*` functions
+//! return the same bytes as a `String`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::io;
 
 use serde_json::{Value, json};
 
@@ -29,15 +32,31 @@ impl From<&Rule> for RuleInfo {
     }
 }
 
+/// Runs `write` on an in-memory buffer and returns what it wrote.
+fn to_string(write: impl FnOnce(&mut Vec<u8>) -> io::Result<()>) -> String {
+    let mut out = Vec::new();
+    // Writing to a Vec cannot fail, and every format writes UTF-8.
+    let _ = write(&mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// [`write_text`] into a `String`.
+pub fn render_text(findings: &[Finding], color: bool) -> String {
+    to_string(|out| write_text(out, findings, color))
+}
+
 /// Human output: `path:line:col: severity rule-id: description [masked]`, one per line
 /// (`path@offset` for a secret in a binary file).
-pub fn render_text(findings: &[Finding], color: bool) -> String {
+pub fn write_text<W: io::Write + ?Sized>(
+    out: &mut W,
+    findings: &[Finding],
+    color: bool,
+) -> io::Result<()> {
     let (bold, red, yellow, dim, reset) = if color {
         ("\x1b[1m", "\x1b[31m", "\x1b[33m", "\x1b[2m", "\x1b[0m")
     } else {
         ("", "", "", "", "")
     };
-    let mut out = String::new();
     for f in findings {
         let sev_color = match f.severity {
             Severity::Critical | Severity::High => red,
@@ -52,37 +71,25 @@ pub fn render_text(findings: &[Finding], color: bool) -> String {
             Some(off) => format!("{}@{off}", f.path),
             None => format!("{}:{}:{}", f.path, f.line, f.column),
         };
-        let _ = writeln!(
+        writeln!(
             out,
             "{commit}{bold}{place}{reset}: {sev_color}{}{reset} {bold}{}{reset}: {} [{}]",
             f.severity, f.rule_id, f.description, f.secret,
-        );
+        )?;
     }
-    out
+    Ok(())
+}
+
+/// [`write_json`] into a `String`.
+pub fn render_json(findings: &[Finding]) -> String {
+    to_string(|out| write_json(out, findings))
 }
 
 /// A JSON array of findings (`rule_id`, `path`, `line`, `column`, masked `secret`,
 /// `fingerprint`, `severity`, `description`, `commit`).
-pub fn render_json(findings: &[Finding]) -> String {
-    // Sized up front: on an input with many findings, a doubling buffer would briefly hold
-    // one and a half copies of the output.
-    let estimate = 8 + findings
-        .iter()
-        .map(|f| {
-            256 + f.rule_id.len()
-                + f.description.len()
-                + f.path.len()
-                + f.secret.len()
-                + f.fingerprint.len()
-                + f.commit.as_ref().map_or(0, |c| c.len() + 24)
-        })
-        .sum::<usize>();
-    let mut out = Vec::with_capacity(estimate);
-    if serde_json::to_writer_pretty(&mut out, findings).is_err() {
-        return "[]\n".to_owned();
-    }
-    out.push(b'\n');
-    String::from_utf8(out).unwrap_or_else(|_| "[]\n".to_owned())
+pub fn write_json<W: io::Write + ?Sized>(out: &mut W, findings: &[Finding]) -> io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, findings).map_err(io::Error::other)?;
+    out.write_all(b"\n")
 }
 
 fn sarif_level(sev: Severity) -> &'static str {
@@ -118,11 +125,21 @@ pub fn path_to_uri(path: &str) -> String {
     out
 }
 
+/// [`write_sarif`] into a `String`.
+pub fn render_sarif(findings: &[Finding], rules: &[RuleInfo], tool_version: &str) -> String {
+    to_string(|out| write_sarif(out, findings, rules, tool_version))
+}
+
 /// SARIF 2.1.0 for GitHub code scanning. `rules` describes the rules (only those with
 /// findings are listed).
-pub fn render_sarif(findings: &[Finding], rules: &[RuleInfo], tool_version: &str) -> String {
+pub fn write_sarif<W: io::Write + ?Sized>(
+    out: &mut W,
+    findings: &[Finding],
+    rules: &[RuleInfo],
+    tool_version: &str,
+) -> io::Result<()> {
     let by_id: BTreeMap<&str, &RuleInfo> = rules.iter().map(|r| (r.id.as_str(), r)).collect();
-    let mut used: Vec<&str> = findings.iter().map(|f| f.rule_id.as_str()).collect();
+    let mut used: Vec<&str> = findings.iter().map(|f| &*f.rule_id).collect();
     used.sort_unstable();
     used.dedup();
     let index: BTreeMap<&str, usize> = used.iter().enumerate().map(|(i, id)| (*id, i)).collect();
@@ -159,7 +176,7 @@ pub fn render_sarif(findings: &[Finding], rules: &[RuleInfo], tool_version: &str
         }
         let mut result = json!({
             "ruleId": f.rule_id,
-            "ruleIndex": index.get(f.rule_id.as_str()).copied().unwrap_or(0),
+            "ruleIndex": index.get(&*f.rule_id).copied().unwrap_or(0),
             "level": sarif_level(f.severity),
             "message": { "text": message },
             "locations": [{
@@ -202,12 +219,8 @@ pub fn render_sarif(findings: &[Finding], rules: &[RuleInfo], tool_version: &str
         findings,
         result: &result,
     };
-    let mut out = Vec::new();
-    if serde_json::to_writer_pretty(&mut out, &doc).is_err() {
-        return String::new();
-    }
-    out.push(b'\n');
-    String::from_utf8(out).unwrap_or_default()
+    serde_json::to_writer_pretty(&mut *out, &doc).map_err(io::Error::other)?;
+    out.write_all(b"\n")
 }
 
 const RESULTS_PLACEHOLDER: &str = "\u{0}opsbot-sarif-results\u{0}";
@@ -265,9 +278,13 @@ fn escape_property(s: &str) -> String {
     escape_data(s).replace(':', "%3A").replace(',', "%2C")
 }
 
-/// GitHub Actions workflow commands (`::error file=…,line=…::…`), one per finding.
+/// [`write_github`] into a `String`.
 pub fn render_github(findings: &[Finding]) -> String {
-    let mut out = String::new();
+    to_string(|out| write_github(out, findings))
+}
+
+/// GitHub Actions workflow commands (`::error file=…,line=…::…`), one per finding.
+pub fn write_github<W: io::Write + ?Sized>(out: &mut W, findings: &[Finding]) -> io::Result<()> {
     for f in findings {
         let level = match f.severity {
             Severity::Critical | Severity::High => "error",
@@ -281,7 +298,7 @@ pub fn render_github(findings: &[Finding]) -> String {
         if let Some(c) = &f.commit {
             let _ = write!(message, " (commit {c})");
         }
-        let _ = writeln!(
+        writeln!(
             out,
             "::{level} file={},line={},col={},title={}::{}",
             escape_property(&f.path),
@@ -289,9 +306,9 @@ pub fn render_github(findings: &[Finding]) -> String {
             f.column.max(1),
             escape_property(&format!("Secret: {}", f.rule_id)),
             escape_data(&message),
-        );
+        )?;
     }
-    out
+    Ok(())
 }
 
 #[cfg(test)]
@@ -308,9 +325,75 @@ mod tests {
             line: 3,
             column: 7,
             secret: "AKIA…".into(),
-            fingerprint: "0123456789abcdef0123456789abcdef".into(),
-            commit: Some("a".repeat(40)),
+            fingerprint: crate::finding::Fingerprint::from_hex("0123456789abcdef0123456789abcdef")
+                .unwrap(),
+            commit: Some("a".repeat(40).into()),
             offset: None,
+        }
+    }
+
+    /// Records every write: the largest one shows whether output was streamed.
+    #[derive(Default)]
+    struct Recorder {
+        bytes: Vec<u8>,
+        largest: usize,
+    }
+
+    impl io::Write for Recorder {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.largest = self.largest.max(buf.len());
+            self.bytes.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn every_format_is_written_a_finding_at_a_time() {
+        let findings: Vec<Finding> = (1..=2000)
+            .map(|line| Finding { line, ..finding() })
+            .collect();
+        let info = [RuleInfo {
+            id: "aws-access-key-id".into(),
+            description: "AWS access key ID".into(),
+            severity: Severity::High,
+            help_uri: None,
+        }];
+        type Writer = fn(&mut Recorder, &[Finding], &[RuleInfo]) -> io::Result<()>;
+        let formats: [(&str, Writer, String); 4] = [
+            (
+                "text",
+                |w, f, _| write_text(w, f, false),
+                render_text(&findings, false),
+            ),
+            ("json", |w, f, _| write_json(w, f), render_json(&findings)),
+            (
+                "sarif",
+                |w, f, r| write_sarif(w, f, r, "1"),
+                render_sarif(&findings, &info, "1"),
+            ),
+            (
+                "github",
+                |w, f, _| write_github(w, f),
+                render_github(&findings),
+            ),
+        ];
+        for (name, write, rendered) in formats {
+            let mut out = Recorder::default();
+            write(&mut out, &findings, &info).unwrap();
+            assert_eq!(
+                out.bytes,
+                rendered.as_bytes(),
+                "{name}: same bytes as render_*"
+            );
+            assert!(rendered.len() > 100_000, "{name}: {} bytes", rendered.len());
+            assert!(
+                out.largest < 4096,
+                "{name}: one write of {} bytes",
+                out.largest
+            );
         }
     }
 

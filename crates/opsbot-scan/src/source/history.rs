@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, mpsc};
 
 use super::{ScanReport, SourceError, SourceOptions, git, load_root_ignore, one_line, repo_root};
 use crate::engine::Scanner;
-use crate::finding::Finding;
+use crate::finding::{Finding, Fingerprint};
 use crate::stream::{StreamOutcome, scan_reader};
 
 /// Blobs up to this size are read whole and scanned on a worker thread; larger ones are
@@ -135,10 +135,15 @@ pub fn scan_history(
         (ca, &a.path, a.line, a.column, &a.rule_id)
             .cmp(&(cb, &b.path, b.line, b.column, &b.rule_id))
     });
+    // One shared string per commit, however many findings it introduced.
+    let mut shared: HashMap<u32, Arc<str>> = HashMap::new();
     report.findings = findings
         .into_iter()
         .map(|(c, mut f)| {
-            f.commit = Some(commits[c as usize].clone());
+            let commit = shared
+                .entry(c)
+                .or_insert_with(|| Arc::from(commits[c as usize].as_str()));
+            f.commit = Some(Arc::clone(commit));
             f
         })
         .collect();
@@ -378,7 +383,7 @@ fn scan_contents(
     progress: Option<&(dyn Fn(HistoryProgress) + Sync)>,
     name_binaries: bool,
     report: &mut ScanReport,
-) -> Result<HashMap<String, (u32, Finding)>, SourceError> {
+) -> Result<HashMap<Fingerprint, (u32, Finding)>, SourceError> {
     let mut cmd = git(root);
     // git keeps up to 96 MiB of delta bases by default, more than opsbot itself uses; 16 MiB
     // reads as fast here (213 MB of blobs: 0.24 s against 0.20 s) at a third of the memory.
@@ -388,7 +393,7 @@ fn scan_contents(
     let stdout = take_stdout(&mut child)?;
     let err_thread = drain_stderr(&mut child);
 
-    let found: Mutex<HashMap<String, (u32, Finding)>> = Mutex::new(HashMap::new());
+    let found: Mutex<HashMap<Fingerprint, (u32, Finding)>> = Mutex::new(HashMap::new());
     let scanned = AtomicU64::new(0);
     let bytes = AtomicU64::new(0);
     let binary = AtomicU64::new(0);
@@ -402,7 +407,7 @@ fn scan_contents(
                 match map.get(&f.fingerprint) {
                     Some((c, _)) if *c <= commit => {}
                     _ => {
-                        map.insert(f.fingerprint.clone(), (commit, f));
+                        map.insert(f.fingerprint, (commit, f));
                     }
                 }
             }

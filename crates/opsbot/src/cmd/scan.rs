@@ -2,7 +2,7 @@
 //!
 //! Exit codes: 0 clean, 1 findings, 2 usage or I/O error.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -185,7 +185,7 @@ pub async fn run(global: &GlobalArgs, args: ScanArgs) -> anyhow::Result<ExitCode
 
     if let Some(path) = &args.write_baseline {
         let baseline = Baseline::from_findings(&report.findings);
-        write_atomically(path, baseline.to_json().as_bytes())
+        write_atomically(path, |out| out.write_all(baseline.to_json().as_bytes()))
             .with_context(|| format!("cannot write baseline {}", path.display()))?;
         eprintln!(
             "opsbot: wrote {} finding(s) to baseline {}",
@@ -210,16 +210,14 @@ pub async fn run(global: &GlobalArgs, args: ScanArgs) -> anyhow::Result<ExitCode
         suppressed = baseline.filter(&mut report.findings);
     }
 
-    let rendered = render(&args, &report, &rules);
+    // Written as rendered, one finding at a time: never the whole output in memory.
     match &args.output {
-        Some(path) => write_atomically(path, rendered.as_bytes())
+        Some(path) => write_atomically(path, |out| render(out, &args, &report, &rules))
             .with_context(|| format!("cannot write {}", path.display()))?,
         None => {
-            use std::io::Write as _;
-            let mut out = std::io::stdout().lock();
+            let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
             // A closed pipe (`| head`) is not an error worth a message.
-            let _ = out.write_all(rendered.as_bytes());
-            let _ = out.flush();
+            let _ = render(&mut out, &args, &report, &rules).and_then(|()| out.flush());
         }
     }
 
@@ -337,7 +335,12 @@ fn source_options(
     })
 }
 
-fn render(args: &ScanArgs, report: &ScanReport, rules: &RuleSet) -> String {
+fn render(
+    out: &mut dyn Write,
+    args: &ScanArgs,
+    report: &ScanReport,
+    rules: &RuleSet,
+) -> std::io::Result<()> {
     match args.format {
         Format::Text => {
             let color = match args.color {
@@ -349,19 +352,19 @@ fn render(args: &ScanArgs, report: &ScanReport, rules: &RuleSet) -> String {
                         && std::env::var_os("NO_COLOR").is_none()
                 }
             };
-            report::render_text(&report.findings, color)
+            report::write_text(out, &report.findings, color)
         }
-        Format::Json => report::render_json(&report.findings),
+        Format::Json => report::write_json(out, &report.findings),
         Format::Sarif => {
             let infos: Vec<RuleInfo> = rules.rules().map(RuleInfo::from).collect();
-            report::render_sarif(&report.findings, &infos, env!("CARGO_PKG_VERSION"))
+            report::write_sarif(out, &report.findings, &infos, env!("CARGO_PKG_VERSION"))
         }
-        Format::Github => report::render_github(&report.findings),
+        Format::Github => report::write_github(out, &report.findings),
     }
 }
 
 fn summary(report: &ScanReport, suppressed: usize, started: Instant) {
-    let mut files: Vec<&str> = report.findings.iter().map(|f| f.path.as_str()).collect();
+    let mut files: Vec<&str> = report.findings.iter().map(|f| &*f.path).collect();
     files.sort_unstable();
     files.dedup();
     let mut text = if report.findings.is_empty() {
@@ -439,8 +442,12 @@ fn relative_to(base: &Path, p: &Path) -> PathBuf {
     }
 }
 
-/// Writes to a temporary file next to `path`, then renames it over `path`.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Writes to a temporary file next to `path` (buffered, as `write` produces it), then renames
+/// it over `path`; on any error the temporary file is removed and `path` is left as it was.
+fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -450,8 +457,14 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "out".to_owned());
     let tmp = dir.join(format!(".{name}.opsbot-tmp-{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
+    let written = std::fs::File::create(&tmp).and_then(|file| {
+        let mut out = std::io::BufWriter::with_capacity(64 * 1024, file);
+        write(&mut out)?;
+        out.into_inner().map_err(|e| e.into_error())?.sync_all()
+    });
+    written
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
 }

@@ -595,59 +595,48 @@ impl Scanner {
         // 3. Run each rule's regex on its windows.
         for (ri, ws, we) in merged {
             let rule = &self.rules[ri as usize];
-            let Some(re) = rule.regex.get() else { continue };
             let window = &buf[ws..we];
-            for caps in re.captures_iter(window) {
+            rule.regex.for_each_match(window, |caps| {
                 let Some(g) = caps.get(rule.secret_group) else {
-                    continue;
+                    return;
                 };
                 if g.is_empty() {
-                    continue;
+                    return;
                 }
-                let (s, e) = (ws + g.start(), ws + g.end());
+                let (s, e) = (ws + g.start, ws + g.end);
                 let secret = &buf[s..e];
                 if !state.seen.insert((ri, region.base_offset + s as u64)) {
-                    continue;
+                    return;
                 }
                 if let Some(min) = rule.entropy
                     && shannon_entropy(secret) < min
                 {
-                    continue;
+                    return;
                 }
-                if !rule
-                    .require
-                    .iter()
-                    .all(|a| a.get().is_some_and(|r| r.is_match(secret)))
-                {
-                    continue;
+                if !rule.require.iter().all(|a| a.is_match(secret)) {
+                    return;
                 }
                 if let Some(whole) = caps.get(0)
                     && rule
                         .match_allowlist
                         .iter()
                         .chain(self.global_match_allowlist.iter().map(|a| a.as_ref()))
-                        .any(|a| a.get().is_some_and(|r| r.is_match(whole.as_bytes())))
+                        .any(|a| a.is_match(&window[whole.range()]))
                 {
-                    continue;
+                    return;
                 }
-                if rule
-                    .allowlist
-                    .iter()
-                    .any(|a| a.get().is_some_and(|r| r.is_match(secret)))
-                    || self
-                        .global_allowlist
-                        .iter()
-                        .any(|a| a.get().is_some_and(|r| r.is_match(secret)))
+                if rule.allowlist.iter().any(|a| a.is_match(secret))
+                    || self.global_allowlist.iter().any(|a| a.is_match(secret))
                     || is_run_placeholder(secret)
                     || (rule.generic && longest_run(secret) > GENERIC_MAX_RUN)
                 {
-                    continue;
+                    return;
                 }
                 if has_allow_marker(buf, s, e) {
-                    continue;
+                    return;
                 }
                 emit(ri, s, secret);
-            }
+            });
         }
     }
 }

@@ -7,17 +7,12 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
-use regex::bytes::{Regex, RegexBuilder};
 use serde::{Deserialize, Serialize};
 
-/// Size limit for one compiled rule regex (bytes of the compiled program).
-const REGEX_SIZE_LIMIT: usize = 4 * 1024 * 1024;
-/// Lazy-DFA cache per compiled rule regex and thread. Every regex keeps one such cache per
-/// scanning thread for the whole run, so with ~800 rules this, not the programs, sets peak
-/// memory on keyword-dense input (112 MB at 4 MiB; a cache that fills is cleared and reused).
-const REGEX_DFA_CACHE: usize = 256 * 1024;
+use crate::lazy_regex::one_line;
+pub use crate::lazy_regex::{LazyRegex, count_captures_in_text};
 
 /// How bad a leak of this kind of secret is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -161,140 +156,6 @@ impl RuleError {
             problem: problem.into(),
         }
     }
-}
-
-/// A regex whose syntax was checked at load and which is compiled on first use.
-#[derive(Debug)]
-pub struct LazyRegex {
-    source: String,
-    compiled: OnceLock<Option<Regex>>,
-}
-
-impl LazyRegex {
-    /// Checks the syntax now (a parse to the syntax tree: cheap); compiles later.
-    /// Returns the regex and its number of capture groups.
-    pub fn parse(source: &str) -> Result<(Self, usize), String> {
-        let ast = regex_syntax::ast::parse::Parser::new()
-            .parse(source)
-            .map_err(|e| format!("regex does not parse: {}", one_line(&e.to_string())))?;
-        Ok((
-            LazyRegex {
-                source: source.to_owned(),
-                compiled: OnceLock::new(),
-            },
-            count_captures(&ast),
-        ))
-    }
-
-    /// A regex from the embedded rules, whose syntax the crate's tests check: nothing is
-    /// parsed now (start-up of a pre-commit hook), a regex that does not compile is logged
-    /// and skipped on first use like any other.
-    fn trusted(source: &str) -> Self {
-        LazyRegex {
-            source: source.to_owned(),
-            compiled: OnceLock::new(),
-        }
-    }
-
-    pub fn source(&self) -> &str {
-        &self.source
-    }
-
-    /// Whether the regex has been compiled yet (compilation is lazy).
-    pub fn is_compiled(&self) -> bool {
-        self.compiled.get().is_some()
-    }
-
-    /// The compiled regex, or `None` if it cannot be compiled (logged once).
-    pub fn get(&self) -> Option<&Regex> {
-        self.compiled
-            .get_or_init(|| match compile(&self.source) {
-                Ok(re) => Some(re),
-                Err(err) => {
-                    tracing::error!(regex = %self.source, "rule regex does not compile: {err}");
-                    None
-                }
-            })
-            .as_ref()
-    }
-
-    /// Compiles now, returning the error text (used by validation of user rules and tests).
-    pub fn force(&self) -> Result<&Regex, String> {
-        if let Some(re) = self.compiled.get() {
-            return re
-                .as_ref()
-                .ok_or_else(|| "regex does not compile".to_owned());
-        }
-        match compile(&self.source) {
-            Ok(re) => Ok(self
-                .compiled
-                .get_or_init(|| Some(re))
-                .as_ref()
-                .ok_or("regex")?),
-            Err(err) => Err(err),
-        }
-    }
-}
-
-fn count_captures(ast: &regex_syntax::ast::Ast) -> usize {
-    use regex_syntax::ast::Ast;
-    match ast {
-        Ast::Group(g) => usize::from(g.capture_index().is_some()) + count_captures(&g.ast),
-        Ast::Concat(c) => c.asts.iter().map(count_captures).sum(),
-        Ast::Alternation(a) => a.asts.iter().map(count_captures).sum(),
-        Ast::Repetition(r) => count_captures(&r.ast),
-        _ => 0,
-    }
-}
-
-/// Capture groups of a regex counted on its text, without parsing it: every `(` outside a
-/// character class and not escaped, except non-capturing `(?…)` groups (named `(?P<…>` /
-/// `(?<…>` groups do capture). Used for the embedded rules; a test checks it agrees with
-/// the syntax tree on every one of them.
-pub fn count_captures_in_text(source: &str) -> usize {
-    let b = source.as_bytes();
-    let mut i = 0;
-    let mut depth = 0usize; // nesting of character classes
-    let mut groups = 0;
-    while i < b.len() {
-        match b[i] {
-            b'\\' => i += 1,
-            b'[' => {
-                depth += 1;
-                // A `]` right after `[` or `[^` is a literal.
-                if b.get(i + 1) == Some(&b'^') {
-                    i += 1;
-                }
-                if b.get(i + 1) == Some(&b']') {
-                    i += 1;
-                }
-            }
-            b']' if depth > 0 => depth -= 1,
-            b'(' if depth == 0 => {
-                let named = b.get(i + 2) == Some(&b'<')
-                    || (b.get(i + 2) == Some(&b'P') && b.get(i + 3) == Some(&b'<'));
-                if b.get(i + 1) != Some(&b'?') || named {
-                    groups += 1;
-                }
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    groups
-}
-
-fn compile(source: &str) -> Result<Regex, String> {
-    RegexBuilder::new(source)
-        .unicode(false)
-        .size_limit(REGEX_SIZE_LIMIT)
-        .dfa_size_limit(REGEX_DFA_CACHE)
-        .build()
-        .map_err(|e| one_line(&e.to_string()))
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// A validated rule, ready for the engine.

@@ -1,21 +1,19 @@
 //! The matching engine: pure functions from bytes to [`Finding`]s. No I/O here.
 //!
-//! One Aho-Corasick automaton holds every rule keyword (ASCII case-insensitive): a
-//! contiguous NFA, quick to build, for the first [`DFA_AFTER_BYTES`] searched (a pre-commit
-//! hook's whole input), then a DFA, quicker to search. Only the
+//! Every rule keyword is found first ([`crate::keywords`]: ASCII case-insensitive,
+//! overlapping occurrences included). Only the
 //! rules whose keyword occurs run their regex, and only on a bounded window around the
 //! keyword (its line, at most [`MAX_BACK`] before and [`MAX_FWD`] after; multi-line rules
 //! see [`MULTI_FWD`] after). Regexes compile on first use, so a scan that meets few
 //! keywords compiles few regexes.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use memchr::{memchr, memchr_iter, memmem, memrchr};
 
 use crate::finding::{Finding, Fingerprint, fingerprint, mask, normalize_path, shannon_entropy};
+use crate::keywords::Keywords;
 use crate::placeholder::{is_run_placeholder, longest_run};
 use crate::rule::{LazyRegex, Rule, RuleSet};
 
@@ -34,11 +32,7 @@ const ALLOW_MARKERS: [&[u8]; 2] = [b"opsbot:allow", b"gitleaks:allow"];
 /// real format are worth a finding).
 pub const GENERIC_MAX_RUN: usize = 5;
 
-/// Bytes searched with the keyword NFA before the scanner builds the keyword DFA. The DFA
-/// searches faster but takes ~15 ms to build over the whole catalogue's keywords, more than
-/// a pre-commit hook's whole scan of a small change; the contiguous NFA builds in a fraction
-/// of that. Both report the same matches.
-pub const DFA_AFTER_BYTES: usize = 2 * 1024 * 1024;
+pub use crate::keywords::DFA_AFTER_BYTES;
 
 /// A compiled scanner over a [`RuleSet`]. Cheap to share between threads (`&Scanner`).
 #[derive(Debug)]
@@ -47,13 +41,7 @@ pub struct Scanner {
     global_allowlist: Vec<Arc<LazyRegex>>,
     global_match_allowlist: Vec<Arc<LazyRegex>>,
     /// Distinct keywords (lowercase), indexed like `pattern_rules`.
-    patterns: Vec<String>,
-    max_pattern_len: usize,
-    /// Keyword automata over `patterns`, built on first use: the NFA for small inputs, the
-    /// DFA once [`DFA_AFTER_BYTES`] have been searched.
-    nfa: OnceLock<Option<AhoCorasick>>,
-    dfa: OnceLock<Option<AhoCorasick>>,
-    searched: AtomicUsize,
+    keywords: Keywords,
     /// Keyword pattern index → rules that use it.
     pattern_rules: Vec<Vec<u32>>,
     /// The high-confidence subset used on the strings of binary inputs, built on first use.
@@ -135,7 +123,9 @@ pub struct Region<'a> {
 /// Per-input state carried across the regions of one input (streaming chunks).
 #[derive(Debug, Default)]
 pub struct InputState {
-    seen: HashSet<(u32, u64)>,
+    /// (rule, input offset) of the secrets already reported (FxHash: keys are small
+    /// integers, hashed once per regex match).
+    seen: rustc_hash::FxHashSet<(u32, u64)>,
     /// Entries of `seen` below this input offset have been dropped.
     pruned_to: u64,
     /// The input's path and commit, shared by its findings.
@@ -211,62 +201,15 @@ impl Scanner {
             .iter()
             .map(|r| (Arc::from(r.id.as_str()), Arc::from(r.description.as_str())))
             .collect();
-        let max_pattern_len = patterns.iter().map(String::len).max().unwrap_or(0);
         Scanner {
             rules,
             global_allowlist,
             global_match_allowlist,
-            patterns,
-            max_pattern_len,
-            nfa: OnceLock::new(),
-            dfa: OnceLock::new(),
-            searched: AtomicUsize::new(0),
+            keywords: Keywords::new(patterns),
             pattern_rules,
             strings: OnceLock::new(),
             names,
         }
-    }
-
-    /// The keyword automaton for searching `len` more bytes: the NFA until the scanner has
-    /// searched [`DFA_AFTER_BYTES`], the DFA from then on (each built once, on first use).
-    fn automaton(&self, len: usize) -> Option<&AhoCorasick> {
-        if self.patterns.is_empty() {
-            return None;
-        }
-        if let Some(dfa) = self.dfa.get() {
-            return dfa.as_ref().or_else(|| self.nfa());
-        }
-        let searched = self
-            .searched
-            .fetch_add(len, Ordering::Relaxed)
-            .saturating_add(len);
-        if searched >= DFA_AFTER_BYTES {
-            let dfa = self
-                .dfa
-                .get_or_init(|| self.build_automaton(AhoCorasickKind::DFA));
-            if let Some(dfa) = dfa {
-                return Some(dfa);
-            }
-        }
-        self.nfa()
-    }
-
-    fn nfa(&self) -> Option<&AhoCorasick> {
-        self.nfa
-            .get_or_init(|| {
-                self.build_automaton(AhoCorasickKind::ContiguousNFA)
-                    .or_else(|| self.build_automaton(AhoCorasickKind::NoncontiguousNFA))
-            })
-            .as_ref()
-    }
-
-    fn build_automaton(&self, kind: AhoCorasickKind) -> Option<AhoCorasick> {
-        AhoCorasick::builder()
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::Standard)
-            .kind(Some(kind))
-            .build(&self.patterns)
-            .ok()
     }
 
     /// The scanner for the printable strings of binary inputs: the rules of this one that
@@ -539,47 +482,45 @@ impl Scanner {
         let owned_end = region.owned.end.min(buf.len());
         let owned_start = region.owned.start.min(owned_end);
         // Search up to the owned end plus the longest keyword so hits straddling it count.
-        let search_end = (owned_end + self.max_pattern_len).min(buf.len());
-        let hay = &buf[..search_end];
-        let Some(ac) = self.automaton(hay.len()) else {
-            return;
-        };
+        let search_end = (owned_end + self.keywords.max_len()).min(buf.len());
         state.prune_before(region.base_offset);
 
         // 1. Candidate windows (rule, start, end).
         let mut windows: Vec<(u32, usize, usize)> = Vec::new();
         // The last whole (unclamped) line seen: hits on the same line reuse its bounds.
         let mut line_cache: Option<(usize, usize)> = None;
-        for m in ac.find_overlapping_iter(hay) {
-            let s = m.start();
-            if s < owned_start || s >= owned_end {
-                continue;
-            }
-            let (ls, le) = match line_cache {
-                Some((ls, le)) if s >= ls && s < le => (ls, le),
-                _ => {
-                    let lo_bound = s.saturating_sub(MAX_BACK);
-                    let ls =
-                        memrchr(b'\n', &buf[lo_bound..s]).map_or(lo_bound, |i| lo_bound + i + 1);
-                    let hi_bound = (s + MAX_FWD).min(buf.len());
-                    let nl = memchr(b'\n', &buf[s..hi_bound]);
-                    let le = nl.map_or(hi_bound, |i| s + i);
-                    let whole =
-                        (ls > lo_bound || ls == 0) && (nl.is_some() || hi_bound == buf.len());
-                    line_cache = whole.then_some((ls, le));
-                    (ls, le)
+        // Keywords starting before the owned range are another region's.
+        self.keywords
+            .for_each(&buf[owned_start..search_end], |s, pattern| {
+                let s = owned_start + s;
+                if s >= owned_end {
+                    return;
                 }
-            };
-            for &ri in &self.pattern_rules[m.pattern().as_usize()] {
-                let rule = &self.rules[ri as usize];
-                let we = if rule.multiline {
-                    (s + MULTI_FWD).min(buf.len())
-                } else {
-                    le
+                let (ls, le) = match line_cache {
+                    Some((ls, le)) if s >= ls && s < le => (ls, le),
+                    _ => {
+                        let lo_bound = s.saturating_sub(MAX_BACK);
+                        let ls = memrchr(b'\n', &buf[lo_bound..s])
+                            .map_or(lo_bound, |i| lo_bound + i + 1);
+                        let hi_bound = (s + MAX_FWD).min(buf.len());
+                        let nl = memchr(b'\n', &buf[s..hi_bound]);
+                        let le = nl.map_or(hi_bound, |i| s + i);
+                        let whole =
+                            (ls > lo_bound || ls == 0) && (nl.is_some() || hi_bound == buf.len());
+                        line_cache = whole.then_some((ls, le));
+                        (ls, le)
+                    }
                 };
-                windows.push((ri, ls, we));
-            }
-        }
+                for &ri in &self.pattern_rules[pattern] {
+                    let rule = &self.rules[ri as usize];
+                    let we = if rule.multiline {
+                        (s + MULTI_FWD).min(buf.len())
+                    } else {
+                        le
+                    };
+                    windows.push((ri, ls, we));
+                }
+            });
         if windows.is_empty() {
             return;
         }

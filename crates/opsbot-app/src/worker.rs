@@ -483,16 +483,11 @@ fn scan_changes(policy: &RepoScanPolicy, changes: &[Change]) -> ScanOutcome {
             } => {
                 let lines = added_lines_from_patch(patch);
                 outcome.lines_scanned += lines.len();
-                let mut found = policy.scanner.scan_added_lines(
+                findings.extend(policy.scanner.scan_added_lines(
                     path,
-                    None,
+                    commit.as_deref(),
                     lines.iter().map(|(n, text)| (*n, text.as_bytes())),
-                );
-                let commit: Option<std::sync::Arc<str>> = commit.as_deref().map(Into::into);
-                for f in &mut found {
-                    f.commit.clone_from(&commit);
-                }
-                findings.extend(found);
+                ));
             }
             Change::Content {
                 path,

@@ -54,11 +54,6 @@ impl Keywords {
         }
     }
 
-    /// The keywords, indexed as the pattern numbers [`Keywords::for_each`] reports.
-    pub fn patterns(&self) -> &[String] {
-        &self.patterns
-    }
-
     /// Length of the longest keyword in bytes.
     pub fn max_len(&self) -> usize {
         self.max_len

@@ -140,27 +140,28 @@ pub async fn run(global: &GlobalArgs, args: ScanArgs) -> anyhow::Result<ExitCode
     if !args.stdin && args.all && args.git.as_deref().is_some_and(|r| !r.is_empty()) {
         bail!("--all scans every commit: give either --git RANGE or --all, not both");
     }
-    if !args.stdin && !args.all && args.git.as_deref() == Some("") {
+    // --staged / --git read a diff (--stdin and --all take precedence).
+    let reads_diff = !args.stdin && !args.all && (args.staged || args.git.is_some());
+    if reads_diff && args.git.as_deref() == Some("") {
         bail!("--git needs a RANGE (`BASE..HEAD` or a commit), or --all for the whole history");
     }
     let opts = source_options(&args, &scan_cfg, config.origin())?;
-    // --staged / --git: git starts first and computes the diff while the rules load.
-    let diff =
-        if !args.stdin && !args.all && !args.list_rules && (args.staged || args.git.is_some()) {
-            let target = match &args.git {
-                Some(range) => GitTarget::Range(range.clone()),
-                None => GitTarget::Staged,
-            };
-            let cwd = std::env::current_dir().context("current directory")?;
-            Some(source::GitDiff::spawn(
-                &cwd,
-                &target,
-                &args.pathspecs(),
-                &opts,
-            )?)
-        } else {
-            None
+    // git starts first and computes the diff while the rules load.
+    let diff = if reads_diff && !args.list_rules {
+        let target = match &args.git {
+            Some(range) => GitTarget::Range(range.clone()),
+            None => GitTarget::Staged,
         };
+        let cwd = std::env::current_dir().context("current directory")?;
+        Some(source::GitDiff::spawn(
+            &cwd,
+            &target,
+            &args.pathspecs(),
+            &opts,
+        )?)
+    } else {
+        None
+    };
 
     let rules = load_rules(&args, &scan_cfg, config.origin(), &config_dir)?;
     if args.list_rules {

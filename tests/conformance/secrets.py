@@ -42,6 +42,21 @@ def load_manifest():
     return rows, peers
 
 
+def positive_twins(rows):
+    """Negatives whose text (surrounding whitespace aside) is also a positive of the corpus:
+    one peer rule's negative that is another's positive (noseyparker's Slack and Vault rules
+    swap theirs). A scanner that finds the positive flags its twin; the table counts the
+    flagged negatives with and without them."""
+    def text(r):
+        try:
+            with open(os.path.join(CORPUS, r["file"]), "rb") as f:
+                return f.read().strip()
+        except OSError:
+            return None
+    positives = {t for t in (text(r) for r in rows if r["kind"] == "positives") if t}
+    return {r["file"] for r in rows if r["kind"] == "negatives" and text(r) in positives}
+
+
 def rel(path, cwd):
     """Corpus-relative path of a finding's file."""
     p = path if os.path.isabs(path) else os.path.join(cwd, path)
@@ -200,13 +215,15 @@ def pct(a, b):
     return f"{a} ({100.0 * a / b:.1f}%)" if b else "0"
 
 
-def table(results, rows):
+def table(results, rows, twins):
     lines = []
     s0 = score(rows, {})
+    n_neg = sum(s0["neg_n"].values())
     head = ["scanner"] + [f"{src} ({s0['pos_n'][src]})" for src in SOURCES]
     head.append(f"all positives ({sum(s0['pos_n'].values())})")
     neg_head = " / ".join(f"{src} ({s0['neg_n'][src]})" for src in SOURCES)
     head.append(f"negatives flagged: {neg_head} / all ({sum(s0['neg_n'].values())})")
+    head.append(f"negatives flagged without the {len(twins)} that equal a positive ({n_neg - len(twins)})")
     head.append(f"bare tokens ({s0['bare_n']}) → wrapped")
     head.append("time (s)")
     lines.append("| " + " | ".join(head) + " |")
@@ -218,6 +235,7 @@ def table(results, rows):
         negs = " / ".join(str(s["neg"][src]) for src in SOURCES)
         tot = sum(s["neg"].values())
         cells.append(f"{negs} / {tot} ({100.0 * tot / max(1, sum(s['neg_n'].values())):.1f}%)")
+        cells.append(pct(tot - len(twins & set(hits)), n_neg - len(twins)))
         cells.append(f"{s['bare']} → {s['wrapped']}")
         cells.append(f"{elapsed:.2f}")
         lines.append("| " + " | ".join(cells) + " |")
@@ -282,7 +300,8 @@ def main():
     md = []
     md.append(f"Secrets corpus: {CORPUS}" + (f" (families: {', '.join(FAMILIES)})" if FAMILIES else ""))
     md.append("")
-    md += table(results, rows)
+    twins = positive_twins(rows)
+    md += table(results, rows, twins)
     md.append("")
     if PEERS:
         md.append("gitleaks / betterleaks: not run (no registry package whose binary can be checked "
@@ -300,10 +319,11 @@ def main():
             f.write(f"{r['file']}\t{r['family']}\t{r['peer_rule_id']}\t"
                     f"{','.join(peer_flags.get(r['file'], [])) or '-'}\n")
     with open(flag_path, "w") as f:
-        f.write("file\tfamily\tpeer_rule_id\topsbot_rules:line\tflagged_by_peers\n")
+        f.write("file\tfamily\tpeer_rule_id\topsbot_rules:line\tflagged_by_peers\tequals_a_positive\n")
         for r in flagged:
             f.write(f"{r['file']}\t{r['family']}\t{r['peer_rule_id']}\t"
-                    f"{','.join(hits[r['file']])}\t{','.join(peer_flags.get(r['file'], [])) or '-'}\n")
+                    f"{','.join(hits[r['file']])}\t{','.join(peer_flags.get(r['file'], [])) or '-'}\t"
+                    f"{'yes' if r['file'] in twins else 'no'}\n")
     md.append("")
     md.append(f"misses ({len(misses)}, positives and wrapped): {miss_path}")
     md.append(f"flagged negatives ({len(flagged)}): {flag_path}")

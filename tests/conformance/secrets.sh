@@ -32,6 +32,10 @@
 #   OPSBOT_PEERS_DIR  where peers are installed (default ~/.cache/opsbot-peers; never the repo)
 #   OPSBOT_CONFORMANCE_OUT  where reports go (default target/conformance)
 #
+# The table also counts negatives flagged without the ones whose text equals a positive of the
+# corpus (one peer rule's negative that is another's positive: a scanner that finds the
+# positive flags its twin); opsbot-flagged.tsv marks them (equals_a_positive).
+#
 # Output files (in OPSBOT_CONFORMANCE_OUT): opsbot-misses.tsv (file, family, peer rule, which
 # peers find it), opsbot-flagged.tsv (negative, family, rules that fired, line), summary.md
 # (the tables). Findings are masked by opsbot; this script never prints a secret.

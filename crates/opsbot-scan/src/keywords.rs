@@ -201,13 +201,12 @@ impl Table {
             sample[usize::from(c)] = b;
         }
 
-        let dfa = nfa;
-        let start = dfa.start_state(Anchored::No).map_err(|e| e.to_string())?;
+        let start = nfa.start_state(Anchored::No).map_err(|e| e.to_string())?;
 
         // Every state, in the order first reached from the start, with its row.
         // A state's id is an offset into the automaton's own tables, so below its size in
         // 4-byte words: `index[id]` numbers the states seen (0 = not yet).
-        let mut index = vec![0u32; dfa.memory_usage() / 4 + 1];
+        let mut index = vec![0u32; nfa.memory_usage() / 4 + 1];
         let mut number_of = |sid: StateID, order: &mut Vec<StateID>| -> Result<u32, String> {
             let slot = index
                 .get_mut(sid.as_usize())
@@ -224,7 +223,7 @@ impl Table {
         let mut i = 0;
         while let Some(&sid) = order.get(i) {
             for &b in &sample {
-                let next = dfa.next_state(Anchored::No, sid, b);
+                let next = nfa.next_state(Anchored::No, sid, b);
                 rows.push(number_of(next, &mut order)?);
             }
             if order.len() > MAX_STATES {
@@ -236,16 +235,18 @@ impl Table {
         // Renumber: match states first.
         let mut number = vec![0u16; order.len()];
         let mut next = 0u16;
-        for matching in [true, false] {
+        let mut matching = 0u16;
+        for is_match in [true, false] {
             for (n, &sid) in number.iter_mut().zip(&order) {
-                if dfa.is_match(sid) == matching {
+                if nfa.is_match(sid) == is_match {
                     *n = next;
                     next += 1;
                 }
             }
+            if is_match {
+                matching = next;
+            }
         }
-        let matching = u16::try_from(order.iter().filter(|&&s| dfa.is_match(s)).count())
-            .map_err(|e| e.to_string())?;
         let mut trans: Box<[u16; TABLE_LEN]> = vec![0u16; TABLE_LEN]
             .into_boxed_slice()
             .try_into()
@@ -256,7 +257,7 @@ impl Table {
             for (c, &to) in rows[old * classes..(old + 1) * classes].iter().enumerate() {
                 trans[row + c] = number[to as usize];
             }
-            if dfa.is_match(sid) {
+            if nfa.is_match(sid) {
                 by_number[usize::from(number[old])] = sid;
             }
         }
@@ -264,9 +265,9 @@ impl Table {
         let mut ends = Vec::new();
         for &sid in &by_number {
             ends_at.push(ends.len() as u32);
-            for m in 0..dfa.match_len(sid) {
-                let pid = dfa.match_pattern(sid, m);
-                ends.push((dfa.pattern_len(pid) as u32, pid.as_u32()));
+            for m in 0..nfa.match_len(sid) {
+                let pid = nfa.match_pattern(sid, m);
+                ends.push((nfa.pattern_len(pid) as u32, pid.as_u32()));
             }
         }
         ends_at.push(ends.len() as u32);
@@ -419,7 +420,7 @@ mod tests {
     }
 
     #[test]
-    fn nfa_and_lanes_of_the_dfa_report_what_the_library_does() {
+    fn nfa_and_lanes_of_the_table_report_what_the_library_does() {
         let patterns: Vec<String> = [
             "key", "api_key", "token", "to", "ab", "a", "bKe", "=:", "ntoken",
         ]
@@ -440,7 +441,7 @@ mod tests {
             let kw = Keywords::new(patterns.clone());
             assert_eq!(ours(&kw, &hay), want, "NFA, len {len}");
             kw.searched.store(DFA_AFTER_BYTES, Ordering::Relaxed);
-            assert_eq!(ours(&kw, &hay), want, "DFA, len {len}");
+            assert_eq!(ours(&kw, &hay), want, "table, len {len}");
             assert_eq!(kw.table.get().is_some_and(Option::is_some), len > 0);
         }
     }

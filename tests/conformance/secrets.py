@@ -222,7 +222,7 @@ def table(results, rows, twins):
     head = ["scanner"] + [f"{src} ({s0['pos_n'][src]})" for src in SOURCES]
     head.append(f"all positives ({sum(s0['pos_n'].values())})")
     neg_head = " / ".join(f"{src} ({s0['neg_n'][src]})" for src in SOURCES)
-    head.append(f"negatives flagged: {neg_head} / all ({sum(s0['neg_n'].values())})")
+    head.append(f"negatives flagged: {neg_head} / all ({n_neg})")
     head.append(f"negatives flagged without the {len(twins)} that equal a positive ({n_neg - len(twins)})")
     head.append(f"bare tokens ({s0['bare_n']}) → wrapped")
     head.append("time (s)")

@@ -232,33 +232,30 @@ impl Table {
             i += 1;
         }
 
-        // Renumber: match states first.
+        // Renumber: match states first (`by_number` lists them in their new order).
         let mut number = vec![0u16; order.len()];
+        let mut by_number: Vec<StateID> = Vec::new();
         let mut next = 0u16;
-        let mut matching = 0u16;
         for is_match in [true, false] {
             for (n, &sid) in number.iter_mut().zip(&order) {
                 if nfa.is_match(sid) == is_match {
                     *n = next;
                     next += 1;
+                    if is_match {
+                        by_number.push(sid);
+                    }
                 }
             }
-            if is_match {
-                matching = next;
-            }
         }
+        let matching = u16::try_from(by_number.len()).map_err(|e| e.to_string())?;
         let mut trans: Box<[u16; TABLE_LEN]> = vec![0u16; TABLE_LEN]
             .into_boxed_slice()
             .try_into()
             .map_err(|_| "table allocation".to_owned())?;
-        let mut by_number: Vec<StateID> = vec![start; usize::from(matching)];
-        for (old, &sid) in order.iter().enumerate() {
-            let row = usize::from(number[old]) << CLASS_BITS;
+        for (old, &n) in number.iter().enumerate() {
+            let row = usize::from(n) << CLASS_BITS;
             for (c, &to) in rows[old * classes..(old + 1) * classes].iter().enumerate() {
                 trans[row + c] = number[to as usize];
-            }
-            if nfa.is_match(sid) {
-                by_number[usize::from(number[old])] = sid;
             }
         }
         let mut ends_at = Vec::with_capacity(by_number.len() + 1);

@@ -657,25 +657,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::event::parse_input_bytes;
-
-    fn fixture(name: &str) -> HealthEvent {
-        let path = format!(
-            "{}/../../tests/fixtures/health/{name}.json",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        parse_input_bytes(&std::fs::read(path).unwrap())
-            .events
-            .remove(0)
-    }
-
-    fn target() -> Target {
-        Target {
-            repo: "acme/ops".into(),
-            labels: vec!["aws-health".into()],
-            ..Target::default()
-        }
-    }
+    use crate::test_support::{fixture, target};
 
     #[tokio::test]
     async fn lifecycle_with_request_counts() {

@@ -386,17 +386,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::event::parse_input_bytes;
-
-    fn fixture(name: &str) -> HealthEvent {
-        let path = format!(
-            "{}/../../tests/fixtures/health/{name}.json",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        parse_input_bytes(&std::fs::read(path).unwrap())
-            .events
-            .remove(0)
-    }
+    use crate::test_support::fixture;
 
     #[test]
     fn redelivery_is_same_and_older_is_stale() {

@@ -13,6 +13,8 @@ pub mod replay;
 pub mod route;
 pub mod service;
 pub mod sns;
+#[cfg(test)]
+mod test_support;
 
 pub use apply::{IssueTracker, MemoryTracker, file_event};
 pub use event::{

@@ -273,26 +273,8 @@ mod tests {
 
     use super::*;
     use crate::event::OrgIssues;
-    use crate::event::parse_input_bytes;
     use crate::render::key_label;
-
-    fn fixture(name: &str) -> HealthEvent {
-        let path = format!(
-            "{}/../../tests/fixtures/health/{name}.json",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        parse_input_bytes(&std::fs::read(path).unwrap())
-            .events
-            .remove(0)
-    }
-
-    fn target() -> Target {
-        Target {
-            repo: "acme/ops".into(),
-            labels: vec!["aws-health".into()],
-            ..Target::default()
-        }
-    }
+    use crate::test_support::{fixture, target};
 
     fn issue_for(event: &HealthEvent, number: u64, state: IssueOpenState) -> ExistingIssue {
         let draft = render_issue(

@@ -1205,17 +1205,7 @@ pub async fn reconcile<T: ReconcileTracker, N: Notifier>(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::event::parse_input_bytes;
-
-    fn fixture(name: &str) -> HealthEvent {
-        let path = format!(
-            "{}/../../tests/fixtures/health/{name}.json",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        parse_input_bytes(&std::fs::read(path).unwrap())
-            .events
-            .remove(0)
-    }
+    use crate::test_support::fixture;
 
     #[test]
     fn reminders_are_due_once_within_the_window_and_only_for_scheduled_changes() {

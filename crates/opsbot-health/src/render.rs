@@ -603,25 +603,12 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::event::parse_input_bytes;
-
-    fn fixture(name: &str) -> HealthEvent {
-        let path = format!(
-            "{}/../../tests/fixtures/health/{name}.json",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let bytes = std::fs::read(&path).unwrap();
-        let mut parsed = parse_input_bytes(&bytes);
-        assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
-        parsed.events.remove(0)
-    }
+    use crate::test_support::{self, fixture};
 
     fn target() -> Target {
         Target {
-            repo: "acme/ops".into(),
-            labels: vec!["aws-health".into()],
             assignees: vec!["oncall".into()],
-            ..Target::default()
+            ..test_support::target()
         }
     }
 

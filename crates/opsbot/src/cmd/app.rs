@@ -5,7 +5,8 @@
 //! after the same clean-up (cancelled check runs completed as `cancelled`). Inside AWS
 //! Lambda (`AWS_LAMBDA_RUNTIME_API` set; a function URL in front) the same binary serves
 //! the Lambda runtime instead, scanning inside each request. `--ledger-table` puts the
-//! delivery ledger and the sweep's record in DynamoDB, shared by replicas.
+//! delivery ledger and the sweep's record in DynamoDB, shared by replicas; `redeliver
+//! --ledger-table` sweeps once against the same record ([`open_ledger`] opens it for both).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use opsbot_app::dynamodb::DynamoLedger;
 use opsbot_app::{AppConfig, AppSettings, AppState, Mode, RedeliverySettings, Shutdown, Sweeper};
 
 use super::GlobalArgs;
@@ -44,7 +46,9 @@ pub enum AppCommand {
     /// 429, 5xx) or were accepted but never scanned (a crash, a deploy), once each.
     ///
     /// Reads GET /app/hook/deliveries (paged by cursor) and calls
-    /// POST /app/hook/deliveries/{id}/attempts. Needs the App credentials.
+    /// POST /app/hook/deliveries/{id}/attempts. Needs the App credentials. Next to running
+    /// replicas (by hand, from cron) give it their --ledger-table, so that it shares their
+    /// record of what was asked for and scanned.
     Redeliver(RedeliverArgs),
     /// Sign a webhook payload file with GITHUB_WEBHOOK_SECRET and POST it to a running
     /// server, as GitHub would (for local trials).
@@ -75,6 +79,15 @@ pub struct RedeliverArgs {
     /// Successful deliveries younger than this are not checked for a finished scan yet.
     #[arg(long, default_value = "10m", value_name = "DURATION")]
     pub grace: String,
+    /// DynamoDB table of `opsbot app serve --ledger-table` (the replicas' delivery ledger
+    /// and their redelivery sweep's record): an attempt some sweeper already asked GitHub to
+    /// redeliver is not asked again, what this run asks for is recorded there, and
+    /// deliveries the table knows were scanned are not looked up on GitHub. AWS region,
+    /// credentials and AWS_ENDPOINT_URL come from the environment as the AWS SDK reads
+    /// them; the table is checked (DescribeTable) first. Without it: this run's own record
+    /// only, so it may ask again for what a running replica already asked for.
+    #[arg(long, env = "OPSBOT_APP_LEDGER_TABLE", value_name = "NAME")]
+    pub ledger_table: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -113,16 +126,7 @@ async fn run_serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitC
         .listen
         .or(file.listen)
         .unwrap_or_else(|| opsbot_app::DEFAULT_LISTEN.to_owned());
-    let ledger = match args.ledger_table.as_deref().map(str::trim) {
-        Some(table) if !table.is_empty() => {
-            let ledger = opsbot_app::dynamodb::connect_from_env(table)
-                .await
-                .context("--ledger-table")?;
-            tracing::info!(table, "delivery ledger: DynamoDB (shared by replicas)");
-            Some(Arc::new(ledger))
-        }
-        _ => None,
-    };
+    let ledger = open_ledger(args.ledger_table.as_deref()).await?;
     let state = |config: AppConfig| -> anyhow::Result<AppState> {
         let worker = opsbot_app::worker(&settings)?;
         Ok(match &ledger {
@@ -156,6 +160,19 @@ async fn run_serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
+/// The DynamoDB delivery ledger named by `--ledger-table` (checked with DescribeTable), or
+/// `None` without one (a blank name is none). `serve` and `redeliver` both open it here.
+async fn open_ledger(table: Option<&str>) -> anyhow::Result<Option<Arc<DynamoLedger>>> {
+    let Some(table) = table.map(str::trim).filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    let ledger = opsbot_app::dynamodb::connect_from_env(table)
+        .await
+        .context("--ledger-table")?;
+    tracing::info!(table, "delivery ledger: DynamoDB (shared by replicas)");
+    Ok(Some(Arc::new(ledger)))
+}
+
 async fn run_redeliver(args: RedeliverArgs) -> anyhow::Result<ExitCode> {
     let since = opsbot_app::redeliver::parse_duration(&args.since)
         .map_err(|e| anyhow::anyhow!("--since {e}"))?;
@@ -163,7 +180,8 @@ async fn run_redeliver(args: RedeliverArgs) -> anyhow::Result<ExitCode> {
         .map_err(|e| anyhow::anyhow!("--grace {e}"))?;
     let settings = super::github_settings()?;
     let worker = opsbot_app::worker(&settings)?;
-    let sweeper = Sweeper::new(
+    let ledger = open_ledger(args.ledger_table.as_deref()).await?;
+    let mut sweeper = Sweeper::new(
         worker.app().clone(),
         RedeliverySettings {
             grace,
@@ -171,10 +189,18 @@ async fn run_redeliver(args: RedeliverArgs) -> anyhow::Result<ExitCode> {
             ..RedeliverySettings::default()
         },
     );
+    if let Some(ledger) = &ledger {
+        // The serve sweep's record: an attempt a replica (or an earlier run) asked for is
+        // not asked again, and what this run asks for is recorded for them.
+        sweeper = sweeper.with_log(ledger.clone());
+    }
     eprintln!(
         "opsbot app redeliver: reading the App's deliveries of the last {}",
         args.since
     );
+    // "Finished here": this process scans nothing. What replicas scanned, the sweeper reads
+    // from the ledger itself (`RedeliveryLog::scanned`), as the serve sweep does beside its
+    // own in-memory record.
     let report = sweeper
         .sweep(&worker, since, |_| false)
         .await
@@ -186,8 +212,19 @@ async fn run_redeliver(args: RedeliverArgs) -> anyhow::Result<ExitCode> {
         report.verified,
         report.redelivered.len()
     );
+    if let Some(ledger) = &ledger {
+        println!(
+            "ledger {}: {} known to be scanned (not read on GitHub), {} already asked for by another sweeper",
+            ledger.table(),
+            report.known_scanned,
+            report.already_asked.len()
+        );
+    }
     for (guid, why) in &report.redelivered {
         println!("  redelivered {guid}: {why}");
+    }
+    for guid in &report.already_asked {
+        println!("  not asked again {guid}: another sweeper already asked for this attempt");
     }
     for e in &report.errors {
         eprintln!("  error: {e}");

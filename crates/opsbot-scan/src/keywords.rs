@@ -470,21 +470,11 @@ mod tests {
 
     #[test]
     fn the_builtin_catalogue_fits_the_table() {
-        let mut patterns: Vec<String> = Vec::new();
-        for (name, text) in crate::rule::embedded_rule_files() {
-            let file: toml::Value = toml::from_str(text).unwrap();
-            let rules = file.get("rules").and_then(toml::Value::as_array);
-            for rule in rules.into_iter().flatten() {
-                let keywords = rule.get("keywords").and_then(toml::Value::as_array);
-                for k in keywords.into_iter().flatten() {
-                    patterns.push(
-                        k.as_str()
-                            .unwrap_or_else(|| panic!("{name}"))
-                            .to_lowercase(),
-                    );
-                }
-            }
-        }
+        let mut patterns: Vec<String> = crate::rule::embedded_rule_files()
+            .flat_map(|(_, file)| file.rules)
+            .flat_map(|rule| rule.keywords)
+            .map(|k| k.to_lowercase())
+            .collect();
         patterns.sort_unstable();
         patterns.dedup();
         assert!(patterns.len() > 1000, "{} keywords", patterns.len());

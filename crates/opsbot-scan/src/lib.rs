@@ -15,6 +15,7 @@ pub mod placeholder;
 pub mod report;
 pub mod rule;
 pub mod source;
+mod spec;
 pub mod stream;
 
 pub use diff::{FileAdditions, added_lines_from_patch};

@@ -6,132 +6,11 @@
 //! compiled lazily by the engine, the first time one of the rule's keywords is seen.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::sync::Arc;
-
-use serde::{Deserialize, Serialize};
 
 use crate::lazy_regex::one_line;
 pub use crate::lazy_regex::{LazyRegex, count_captures_in_text};
-
-/// How bad a leak of this kind of secret is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Low,
-    Medium,
-    High,
-    Critical,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Low => "low",
-            Severity::Medium => "medium",
-            Severity::High => "high",
-            Severity::Critical => "critical",
-        }
-    }
-}
-
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A positive example: plain text, or text plus the secret the rule must capture from it.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(untagged)]
-pub enum Example {
-    Text(String),
-    WithSecret { text: String, secret: String },
-}
-
-impl Example {
-    pub fn text(&self) -> &str {
-        match self {
-            Example::Text(t) => t,
-            Example::WithSecret { text, .. } => text,
-        }
-    }
-    pub fn expected_secret(&self) -> Option<&str> {
-        match self {
-            Example::Text(_) => None,
-            Example::WithSecret { secret, .. } => Some(secret),
-        }
-    }
-}
-
-/// One rule as written in a rules file.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RuleSpec {
-    /// Stable identifier, `[a-z0-9-]+`, unique across all loaded rules.
-    pub id: String,
-    pub description: String,
-    /// Rust `regex` syntax (linear time). Matched against bytes; `(?i)` etc. allowed.
-    pub regex: String,
-    /// Capture group holding the secret. Defaults to 1 when the regex has a group, else 0.
-    #[serde(default)]
-    pub secret_group: Option<usize>,
-    /// Literal keywords (ASCII, matched case-insensitively) that must appear for the regex to run.
-    pub keywords: Vec<String>,
-    /// Minimum Shannon entropy (bits per byte) of the secret.
-    #[serde(default)]
-    pub entropy: Option<f64>,
-    /// Regexes; a secret matching any of them is not reported.
-    #[serde(default)]
-    pub allowlist: Vec<String>,
-    /// Regexes tested against the whole match (context, e.g. `@localhost`); a match
-    /// containing one of them is not reported.
-    #[serde(default)]
-    pub match_allowlist: Vec<String>,
-    /// Regexes the secret must *all* match (e.g. `[0-9]` and `[A-Za-z]`: mixed characters).
-    #[serde(default)]
-    pub require: Vec<String>,
-    /// A keyword-context rule (`password = "…"`): a specific rule matching the same secret
-    /// wins over it.
-    #[serde(default)]
-    pub generic: bool,
-    pub severity: Severity,
-    /// The match may span lines (private keys): the regex sees up to 16 KiB after the keyword.
-    #[serde(default)]
-    pub multiline: bool,
-    /// Where to read about this kind of credential (first one is used as the SARIF help URI).
-    #[serde(default)]
-    pub references: Vec<String>,
-    #[serde(default)]
-    pub examples: Vec<Example>,
-    #[serde(default)]
-    pub negative_examples: Vec<String>,
-}
-
-/// The `[global]` table of a rule file.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct GlobalSpec {
-    /// Regexes tested against the secret of every rule.
-    #[serde(default)]
-    pub allowlist: Vec<String>,
-    /// Regexes tested against the whole match of every rule (context such as `@test.com`).
-    #[serde(default)]
-    pub match_allowlist: Vec<String>,
-}
-
-/// A whole rule file.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RuleFile {
-    #[serde(default)]
-    pub global: Option<GlobalSpec>,
-    /// Applies to every rule of this file.
-    #[serde(default)]
-    pub allowlist: Vec<String>,
-    #[serde(default)]
-    pub rules: Vec<RuleSpec>,
-}
+pub use crate::spec::{Example, GlobalSpec, RuleFile, RuleSpec, Severity};
 
 /// What is wrong with a rules file or one of its rules.
 #[derive(Debug, thiserror::Error)]
@@ -191,14 +70,103 @@ pub struct RuleSet {
     origin: HashMap<String, String>,
 }
 
-/// Rules embedded in the binary from the repository's `rules/` directory.
+/// Rules embedded in the binary from the repository's `rules/` directory, parsed by
+/// `build.rs` at compile time (no TOML is parsed at run time for them).
 mod embedded {
+    use super::{StaticExample, StaticFile, StaticRule};
+    use crate::spec::Severity;
     include!(concat!(env!("OUT_DIR"), "/embedded_rules.rs"));
 }
 
-/// The names and texts of the rule files compiled into this crate.
-pub fn embedded_rule_files() -> &'static [(&'static str, &'static str)] {
-    embedded::EMBEDDED_RULE_FILES
+/// One embedded rules file, as `build.rs` writes it: a [`RuleFile`] of static strings.
+struct StaticFile {
+    name: &'static str,
+    has_global: bool,
+    global_allowlist: &'static [&'static str],
+    global_match_allowlist: &'static [&'static str],
+    allowlist: &'static [&'static str],
+    rules: &'static [StaticRule],
+}
+
+/// A [`RuleSpec`] of static strings.
+struct StaticRule {
+    id: &'static str,
+    description: &'static str,
+    regex: &'static str,
+    secret_group: Option<usize>,
+    keywords: &'static [&'static str],
+    entropy: Option<f64>,
+    allowlist: &'static [&'static str],
+    match_allowlist: &'static [&'static str],
+    require: &'static [&'static str],
+    generic: bool,
+    severity: Severity,
+    multiline: bool,
+    references: &'static [&'static str],
+    examples: &'static [StaticExample],
+    negative_examples: &'static [&'static str],
+}
+
+struct StaticExample {
+    text: &'static str,
+    secret: Option<&'static str>,
+}
+
+fn owned(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+impl StaticFile {
+    fn to_rule_file(&self) -> RuleFile {
+        RuleFile {
+            global: self.has_global.then(|| GlobalSpec {
+                allowlist: owned(self.global_allowlist),
+                match_allowlist: owned(self.global_match_allowlist),
+            }),
+            allowlist: owned(self.allowlist),
+            rules: self.rules.iter().map(StaticRule::to_spec).collect(),
+        }
+    }
+}
+
+impl StaticRule {
+    fn to_spec(&self) -> RuleSpec {
+        RuleSpec {
+            id: self.id.to_owned(),
+            description: self.description.to_owned(),
+            regex: self.regex.to_owned(),
+            secret_group: self.secret_group,
+            keywords: owned(self.keywords),
+            entropy: self.entropy,
+            allowlist: owned(self.allowlist),
+            match_allowlist: owned(self.match_allowlist),
+            require: owned(self.require),
+            generic: self.generic,
+            severity: self.severity,
+            multiline: self.multiline,
+            references: owned(self.references),
+            examples: self
+                .examples
+                .iter()
+                .map(|e| match e.secret {
+                    None => Example::Text(e.text.to_owned()),
+                    Some(secret) => Example::WithSecret {
+                        text: e.text.to_owned(),
+                        secret: secret.to_owned(),
+                    },
+                })
+                .collect(),
+            negative_examples: owned(self.negative_examples),
+        }
+    }
+}
+
+/// The rule files compiled into this crate (from `rules/*.toml`): each file's name and its
+/// contents as parsed at build time.
+pub fn embedded_rule_files() -> impl Iterator<Item = (&'static str, RuleFile)> {
+    embedded::EMBEDDED
+        .iter()
+        .map(|f| (f.name, f.to_rule_file()))
 }
 
 impl RuleSet {
@@ -207,16 +175,11 @@ impl RuleSet {
         Self::default()
     }
 
-    /// The built-in rules (from `rules/*.toml`, embedded at compile time).
+    /// The built-in rules (from `rules/*.toml`, parsed at compile time).
     pub fn builtin() -> Result<Self, RuleError> {
         let mut set = RuleSet::new();
-        for (name, text) in embedded_rule_files() {
-            let file = format!("rules/{name}");
-            let parsed: RuleFile = toml::from_str(text).map_err(|e| RuleError::Toml {
-                file: file.clone(),
-                message: one_line(&e.to_string()),
-            })?;
-            set.add_rules(&file, parsed, false, true)?;
+        for (name, parsed) in embedded_rule_files() {
+            set.add_rules(&format!("rules/{name}"), parsed, false, true)?;
         }
         Ok(set)
     }

@@ -2,19 +2,62 @@
 //! examples cannot even be loaded, so it fails here (and at build of the rule set).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use opsbot_scan::rule::embedded_rule_files;
+use opsbot_scan::rule::{RuleFile, embedded_rule_files};
 use opsbot_scan::{RuleSet, Scanner};
 
+/// The rule files as they are on disk: (file name, text).
+fn rule_files_on_disk() -> Vec<(String, String)> {
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    // `rules` is a symlink to the repository's `rules/` (build.rs reads the same two places).
+    let dir = [manifest.join("rules"), manifest.join("../../rules")]
+        .into_iter()
+        .find(|d| d.is_dir())
+        .unwrap();
+    let mut files: Vec<(String, String)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read_to_string(&p).unwrap())
+        })
+        .collect();
+    files.sort();
+    files
+}
+
 #[test]
-fn every_embedded_rule_file_loads() {
-    for (name, text) in embedded_rule_files() {
+fn every_rule_file_loads() {
+    for (name, text) in rule_files_on_disk() {
         let mut set = RuleSet::new();
-        if let Err(e) = set.add_file(name, text, false) {
+        if let Err(e) = set.add_file(&name, &text, false) {
             panic!("{e}");
         }
     }
     let set = RuleSet::builtin().unwrap();
     assert!(set.len() >= 100, "only {} rules", set.len());
+}
+
+/// `build.rs` parses the rule files into static data; read back, that data must be what
+/// parsing the files at run time gives, field for field, file for file.
+#[test]
+fn the_embedded_rules_are_the_rule_files_as_parsed() {
+    let disk = rule_files_on_disk();
+    let embedded: Vec<(&str, RuleFile)> = embedded_rule_files().collect();
+    let names = |v: Vec<&str>| v.join(", ");
+    assert_eq!(
+        names(disk.iter().map(|(n, _)| n.as_str()).collect()),
+        names(embedded.iter().map(|(n, _)| *n).collect()),
+        "rebuild: the embedded files are not the files in rules/"
+    );
+    for ((name, text), (_, built)) in disk.iter().zip(&embedded) {
+        let parsed: RuleFile = toml::from_str(text).unwrap();
+        assert_eq!(
+            serde_json::to_value(&parsed).unwrap(),
+            serde_json::to_value(built).unwrap(),
+            "rules/{name}"
+        );
+    }
 }
 
 /// The built-in rules load without a syntax parse of their regexes (start-up time): their
@@ -23,9 +66,9 @@ fn every_embedded_rule_file_loads() {
 #[test]
 fn embedded_regexes_count_captures_like_the_parser() {
     let mut checked = RuleSet::new();
-    for (name, text) in embedded_rule_files() {
+    for (name, text) in rule_files_on_disk() {
         checked
-            .add_file(&format!("rules/{name}"), text, false)
+            .add_file(&format!("rules/{name}"), &text, false)
             .unwrap();
     }
     let trusted = RuleSet::builtin().unwrap();

@@ -32,7 +32,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, KeyType, KeysAndAttributes, ScalarAttributeType};
 use tracing::debug;
 
@@ -161,7 +162,7 @@ impl DynamoLedger {
             .map_err(|e| TableError::Unreachable {
                 table: self.table.clone(),
                 where_: where_.to_owned(),
-                message: DisplayErrorContext(&e).to_string(),
+                message: opsbot_core::aws_error::message(&e),
             })?;
         let table = out.table();
         let keys = table.map(|t| t.key_schema()).unwrap_or_default();
@@ -233,7 +234,7 @@ impl DynamoLedger {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| Self::error("GetItem", delivery, DisplayErrorContext(&e).to_string()))?;
+            .map_err(|e| Self::error("GetItem", delivery, opsbot_core::aws_error::message(&e)))?;
         Ok(out
             .item()
             .and_then(|item| item.get("claim_state"))
@@ -270,7 +271,7 @@ impl DynamoLedger {
             .send()
             .await
             .map_err(|e| {
-                Self::error("UpdateItem", delivery, DisplayErrorContext(&e).to_string())
+                Self::error("UpdateItem", delivery, opsbot_core::aws_error::message(&e))
             })?;
         Ok(())
     }
@@ -296,14 +297,13 @@ impl DynamoLedger {
 
 /// A conditional write's answer: `Ok(true)` when written, `Ok(false)` when its condition
 /// failed (the item is not in the state the caller expected: an answer, not an error).
-fn conditional<T, E, R>(
-    result: Result<T, SdkError<E, R>>,
+fn conditional<T, E>(
+    result: Result<T, SdkError<E, HttpResponse>>,
     op: &'static str,
     id: &str,
 ) -> Result<bool, LedgerError>
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
     match result {
         Ok(_) => Ok(true),
@@ -316,7 +316,7 @@ where
         Err(e) => Err(DynamoLedger::error(
             op,
             id,
-            DisplayErrorContext(&e).to_string(),
+            opsbot_core::aws_error::message(&e),
         )),
     }
 }
@@ -384,7 +384,7 @@ impl DynamoLedger {
                 .send()
                 .await
                 .map_err(|e| {
-                    Self::error("BatchGetItem", &what(), DisplayErrorContext(&e).to_string())
+                    Self::error("BatchGetItem", &what(), opsbot_core::aws_error::message(&e))
                 })?;
             let items = out.responses().and_then(|r| r.get(&self.table));
             for item in items.into_iter().flatten() {

@@ -6,7 +6,6 @@ use std::future::Future;
 use std::pin::Pin;
 
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::MessageAttributeValue;
 use opsbot_core::github::RepoRef;
 use serde::{Deserialize, Serialize};
@@ -179,7 +178,7 @@ impl SqsQueue {
             .message_attributes("event", event)
             .send()
             .await
-            .map_err(|e| fail(DisplayErrorContext(&e).to_string()))?;
+            .map_err(|e| fail(opsbot_core::aws_error::message(&e)))?;
         Ok(out.message_id().unwrap_or_default().to_owned())
     }
 }

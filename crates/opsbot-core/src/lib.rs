@@ -4,6 +4,8 @@
 //!
 //! Invariant: this crate knows no job. Jobs depend on it, never the other way round.
 
+#[cfg(feature = "aws")]
+pub mod aws_error;
 pub mod config;
 pub mod github;
 #[cfg(feature = "aws")]

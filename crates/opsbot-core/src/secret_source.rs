@@ -268,9 +268,7 @@ impl SecretSource {
             .secret_id(id)
             .send()
             .await
-            .map_err(|e| {
-                fail(aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string())
-            })?;
+            .map_err(|e| fail(crate::aws_error::message(&e)))?;
         let text = match (out.secret_string(), out.secret_binary()) {
             (Some(s), _) => s.to_string(),
             (None, Some(b)) => String::from_utf8(b.as_ref().to_vec())
@@ -314,7 +312,7 @@ impl SecretSource {
             .with_decryption(true)
             .send()
             .await
-            .map_err(|e| fail(aws_sdk_ssm::error::DisplayErrorContext(&e).to_string()))?;
+            .map_err(|e| fail(crate::aws_error::message(&e)))?;
         let text = out
             .parameter()
             .and_then(|p| p.value())

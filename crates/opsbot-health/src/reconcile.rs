@@ -35,6 +35,7 @@ use std::future::Future;
 
 use aws_config::BehaviorVersion;
 use aws_sdk_health::Client;
+use aws_sdk_health::config::http::HttpResponse;
 use aws_sdk_health::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_health::types::{
     AffectedEntity as SdkEntity, DateTimeRange, EntityAccountFilter, EntityFilter,
@@ -97,11 +98,9 @@ pub struct ReconcileError {
     pub failover: bool,
 }
 
-fn sdk_error<E, R>(operation: &'static str) -> impl FnOnce(SdkError<E, R>) -> ReconcileError
+fn sdk_error<E>(operation: &'static str) -> impl FnOnce(SdkError<E, HttpResponse>) -> ReconcileError
 where
     E: std::error::Error + ProvideErrorMetadata + 'static,
-    R: std::fmt::Debug,
-    SdkError<E, R>: std::error::Error,
 {
     move |err| {
         let failover = match &err {
@@ -119,7 +118,7 @@ where
         };
         ReconcileError {
             operation,
-            message: aws_sdk_health::error::DisplayErrorContext(&err).to_string(),
+            message: opsbot_core::aws_error::message(&err),
             region: None,
             failover,
         }
@@ -156,7 +155,7 @@ pub async fn caller_account_with(sts: &aws_sdk_sts::Client) -> Result<String, Re
         .get_caller_identity()
         .send()
         .await
-        .map_err(|e| fail(aws_sdk_sts::error::DisplayErrorContext(&e).to_string()))?;
+        .map_err(|e| fail(opsbot_core::aws_error::message(&e)))?;
     out.account()
         .map(str::to_string)
         .ok_or_else(|| fail("no account in the answer".into()))

@@ -147,7 +147,7 @@ pub async fn replay<T: IssueTracker, N: Notifier>(
             .wait_time_seconds(1)
             .send()
             .await
-            .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(&e).to_string())
+            .map_err(|e| opsbot_core::aws_error::message(&e))
             .map_err(fail("ReceiveMessage"))?;
         let messages = out.messages();
         if messages.is_empty() {
@@ -185,9 +185,7 @@ pub async fn replay<T: IssueTracker, N: Notifier>(
                                 .receipt_handle(handle)
                                 .send()
                                 .await
-                                .map_err(|e| {
-                                    aws_sdk_sqs::error::DisplayErrorContext(&e).to_string()
-                                })
+                                .map_err(|e| opsbot_core::aws_error::message(&e))
                                 .map_err(fail("DeleteMessage"))?;
                         }
                         MessageOutcome {

@@ -58,7 +58,7 @@ impl Notifier for SnsNotifier {
                 NotifyError(format!(
                     "SNS publish to {}: {}",
                     self.topic_arn,
-                    aws_sdk_sns::error::DisplayErrorContext(&err)
+                    opsbot_core::aws_error::message(&err)
                 ))
             })?;
         Ok(())

@@ -31,6 +31,31 @@ async fn opsbot(args: &[&str], env: &[(&str, &str)]) -> Run {
     }
 }
 
+/// `opsbot tfupdate lock [OPTIONS] DIR` against the fake registry `reg`, with the provider
+/// cache in `cache` and one `--platform` per entry of `platforms`.
+async fn tfupdate_lock(
+    reg: &FakeRegistry,
+    cache: &Path,
+    dir: &Path,
+    platforms: &[&str],
+    extra: &[&str],
+) -> Run {
+    let url = reg.url();
+    let mut args = vec!["tfupdate", "lock"];
+    args.extend_from_slice(extra);
+    for p in platforms {
+        args.extend(["--platform", p]);
+    }
+    args.extend([
+        "--registry-url",
+        url.as_str(),
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        dir.to_str().unwrap(),
+    ]);
+    opsbot(&args, &[]).await
+}
+
 fn fixture_copy() -> tempfile::TempDir {
     let src =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../opsbot-tfupdate/tests/fixtures/realistic");
@@ -324,21 +349,8 @@ async fn lock_subcommand_and_usage_errors() {
     .unwrap();
     std::fs::write(dir.path().join(".terraform.lock.hcl"), "").unwrap();
     let cache = dir.path().join("cache");
-    let url = reg.url();
-    let args = [
-        "tfupdate",
-        "lock",
-        "--platform",
-        "linux_amd64",
-        "--platform",
-        "darwin_arm64",
-        "--registry-url",
-        url.as_str(),
-        "--cache-dir",
-        cache.to_str().unwrap(),
-        dir.path().to_str().unwrap(),
-    ];
-    let run = opsbot(&args, &[]).await;
+    let platforms = ["linux_amd64", "darwin_arm64"];
+    let run = tfupdate_lock(&reg, &cache, dir.path(), &platforms, &[]).await;
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     assert!(
         run.stdout.contains("hashicorp/aws: (new) -> 5.70.0"),
@@ -350,7 +362,7 @@ async fn lock_subcommand_and_usage_errors() {
     assert_eq!(lock.matches("\"h1:").count(), 2, "{lock}");
     // every SHA256SUMS line: two zips and the `_manifest.json`, as Terraform records them
     assert_eq!(lock.matches("\"zh:").count(), 3, "{lock}");
-    let run = opsbot(&args, &[]).await;
+    let run = tfupdate_lock(&reg, &cache, dir.path(), &platforms, &[]).await;
     assert!(
         run.stdout.contains("updated 0 of 1 lock files"),
         "{}",
@@ -725,23 +737,7 @@ async fn lock_files_keep_their_bytes_and_unparseable_ones_are_left_alone() {
     let bad = b"# caf\xE9\nprovider \"registry.terraform.io/hashicorp/null\" {\n  version = \"3.2.1\"\n  hashes = [\n".to_vec();
     std::fs::write(dir.path().join("bad/.terraform.lock.hcl"), &bad).unwrap();
     let cache = dir.path().join(".cache");
-    let url = reg.url();
-    let run = opsbot(
-        &[
-            "tfupdate",
-            "lock",
-            "-r",
-            "--platform",
-            "linux_amd64",
-            "--registry-url",
-            url.as_str(),
-            "--cache-dir",
-            cache.to_str().unwrap(),
-            dir.path().to_str().unwrap(),
-        ],
-        &[],
-    )
-    .await;
+    let run = tfupdate_lock(&reg, &cache, dir.path(), &["linux_amd64"], &["-r"]).await;
     assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
     assert!(
         run.stderr.contains("bad/.terraform.lock.hcl:") && run.stderr.contains("cannot parse"),
@@ -820,22 +816,7 @@ async fn constraints_added_to_a_lock_entry_are_aligned_as_terraform_fmt_aligns_t
     )
     .unwrap();
     let cache = dir.path().join(".cache");
-    let url = reg.url();
-    let run = opsbot(
-        &[
-            "tfupdate",
-            "lock",
-            "--platform",
-            "linux_amd64",
-            "--registry-url",
-            url.as_str(),
-            "--cache-dir",
-            cache.to_str().unwrap(),
-            dir.path().to_str().unwrap(),
-        ],
-        &[],
-    )
-    .await;
+    let run = tfupdate_lock(&reg, &cache, dir.path(), &["linux_amd64"], &[]).await;
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     let lock = read(dir.path(), ".terraform.lock.hcl");
     assert_eq!(

@@ -45,7 +45,7 @@ impl CheckReport {
     pub fn from_outcome(outcome: &ScanOutcome) -> Self {
         let mut findings: Vec<&Finding> = outcome.findings.iter().collect();
         findings.sort_by(|a, b| {
-            (&a.path, a.line, a.column, &a.rule_id).cmp(&(&b.path, b.line, b.column, &b.rule_id))
+            (&a.path, a.line, a.column, a.rule_id()).cmp(&(&b.path, b.line, b.column, b.rule_id()))
         });
         let n = findings.len();
         let conclusion = if n == 0 { "success" } else { "failure" };
@@ -156,7 +156,11 @@ fn annotation(f: &Finding) -> Annotation {
         .unwrap_or_default();
     let mut message = format!(
         "{} `{}` (rule `{}`, severity {}, column {}{added}).\n",
-        f.description, f.secret, f.rule_id, f.severity, f.column
+        f.description(),
+        f.secret,
+        f.rule_id(),
+        f.severity(),
+        f.column
     );
     message.push_str(
         "Fix: revoke and rotate this credential now (it was exposed when it was pushed), \
@@ -172,7 +176,7 @@ fn annotation(f: &Finding) -> Annotation {
         end_column: None,
         annotation_level: "failure".to_owned(),
         message,
-        title: Some(format!("Secret: {}", f.description)),
+        title: Some(format!("Secret: {}", f.description())),
         raw_details: Some(format!("fingerprint {} (for a baseline)", f.fingerprint)),
     }
 }
@@ -202,7 +206,7 @@ fn summary(outcome: &ScanOutcome, findings: &[&Finding]) -> String {
                 table_cell(&f.path),
                 f.line,
                 f.commit.as_deref().map_or("", short_sha),
-                f.rule_id,
+                f.rule_id(),
                 table_cell(&f.secret)
             );
         }
@@ -270,22 +274,18 @@ mod tests {
     use opsbot_scan::Severity;
 
     fn finding(path: &str, line: u32) -> Finding {
-        Finding {
-            rule_id: "aws-access-key-id".into(),
+        let rule = opsbot_scan::finding::RuleLabel {
+            id: "aws-access-key-id".into(),
             description: "AWS access key ID".into(),
             severity: Severity::High,
-            path: path.into(),
-            line,
-            column: 7,
-            secret: "AKIA…".into(),
-            fingerprint: opsbot_scan::finding::fingerprint(
-                "aws-access-key-id",
-                path,
-                &line.to_le_bytes(),
-            ),
-            commit: None,
-            offset: None,
-        }
+        };
+        Finding::new(
+            std::sync::Arc::new(rule),
+            path.into(),
+            (line, 7),
+            opsbot_scan::finding::mask(b"AKIAZZZZZZZZZZZZZZZZ"),
+            opsbot_scan::finding::fingerprint("aws-access-key-id", path, &line.to_le_bytes()),
+        )
     }
 
     fn outcome(n: u32) -> ScanOutcome {

@@ -45,10 +45,10 @@ impl Baseline {
             .filter(|f| seen.insert(f.fingerprint))
             .map(|f| BaselineEntry {
                 fingerprint: f.fingerprint.to_string(),
-                rule_id: f.rule_id.to_string(),
+                rule_id: f.rule_id().to_string(),
                 path: f.path.to_string(),
                 line: f.line,
-                secret: f.secret.clone(),
+                secret: f.secret.to_string(),
             })
             .collect();
         entries.sort_by(|a, b| (&a.path, a.line, &a.rule_id).cmp(&(&b.path, b.line, &b.rule_id)));

@@ -12,7 +12,9 @@ use std::sync::{Arc, OnceLock};
 
 use memchr::{memchr, memchr_iter, memmem, memrchr};
 
-use crate::finding::{Finding, Fingerprint, fingerprint, mask, normalize_path, shannon_entropy};
+use crate::finding::{
+    Finding, Fingerprint, Masked, RuleLabel, fingerprint, mask, normalize_path, shannon_entropy,
+};
 use crate::keywords::Keywords;
 use crate::placeholder::{is_run_placeholder, longest_run};
 use crate::rule::{LazyRegex, Rule, RuleSet};
@@ -47,7 +49,7 @@ pub struct Scanner {
     /// The high-confidence subset used on the strings of binary inputs, built on first use.
     strings: OnceLock<Box<Scanner>>,
     /// Each rule's id and description, shared by its findings (indexed like `rules`).
-    names: Vec<(Arc<str>, Arc<str>)>,
+    names: Vec<Arc<RuleLabel>>,
 }
 
 /// Whether a rule is trusted on the printable strings of a binary file: a specific format
@@ -161,7 +163,7 @@ struct Accepted {
     offset: usize,
     end: usize,
     rule: u32,
-    secret_masked: String,
+    secret_masked: Masked,
     fingerprint: Fingerprint,
 }
 
@@ -199,7 +201,13 @@ impl Scanner {
         drop(index);
         let names = rules
             .iter()
-            .map(|r| (Arc::from(r.id.as_str()), Arc::from(r.description.as_str())))
+            .map(|r| {
+                Arc::new(RuleLabel {
+                    id: r.id.clone(),
+                    description: r.description.clone(),
+                    severity: r.severity,
+                })
+            })
             .collect();
         Scanner {
             rules,
@@ -418,20 +426,16 @@ impl Scanner {
         (line, column): (u32, u32),
         offset: Option<u64>,
     ) -> Finding {
-        let rule = &self.rules[a.rule as usize];
-        let (id, description) = &self.names[a.rule as usize];
-        Finding {
-            rule_id: Arc::clone(id),
-            description: Arc::clone(description),
-            severity: rule.severity,
-            path: shared(&mut state.path, path),
-            line,
-            column,
-            secret: a.secret_masked,
-            fingerprint: a.fingerprint,
-            commit: commit.map(|c| shared(&mut state.commit, c)),
-            offset,
-        }
+        let mut f = Finding::new(
+            Arc::clone(&self.names[a.rule as usize]),
+            shared(&mut state.path, path),
+            (line, column),
+            a.secret_masked,
+            a.fingerprint,
+        );
+        f.commit = commit.map(|c| shared(&mut state.commit, c));
+        f.offset = offset;
+        f
     }
 
     /// The accepted secrets of a region, one per position: generic rules yield to specific
@@ -629,7 +633,7 @@ pub fn dedup_findings(findings: &mut Vec<Finding>) {
     let mut seen = HashSet::new();
     findings.retain(|f| {
         seen.insert((
-            f.rule_id.clone(),
+            f.rule_id().to_owned(),
             f.line,
             f.column,
             f.commit.clone(),

@@ -10,40 +10,166 @@ use crate::rule::Severity;
 
 /// One leaked secret. `secret` is masked (at most 4 leading characters and `…`).
 ///
-/// Small on purpose (an input can yield 100,000 findings): the rule's id and description and
-/// the path are shared with the scanner and the other findings of the same input.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Small on purpose (an input can yield 100,000 findings; 104 bytes each, nothing else on the
+/// heap): the rule's id, description and severity are one [`RuleLabel`] shared with the
+/// scanner, the path and commit are shared with the other findings of the same input, and the
+/// masked secret is held inline. Serialized (JSON output) with the rule's fields flat:
+/// `rule_id`, `description`, `severity`, `path`, `line`, `column`, `secret`, `fingerprint`,
+/// then `commit` and `offset` when present.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
-    pub rule_id: Arc<str>,
-    pub description: Arc<str>,
-    pub severity: Severity,
+    rule: Arc<RuleLabel>,
     /// Path as given or relative to the repository root, with `/` separators.
     pub path: Arc<str>,
+    /// The commit that added the line (`--git` mode), or that introduced the blob (history).
+    pub commit: Option<Arc<str>>,
+    /// Stable id of (rule, path, secret): survives line moves, used by baselines.
+    pub fingerprint: Fingerprint,
+    /// Byte offset of the secret in a binary file (scanned as printable strings); `line` and
+    /// `column` are 0 then.
+    pub offset: Option<u64>,
     /// 1-based line number.
     pub line: u32,
     /// 1-based column, in characters (Unicode scalar values; bytes in invalid UTF-8).
     pub column: u32,
     /// Masked secret, e.g. `AKIA…`.
-    pub secret: String,
-    /// Stable id of (rule, path, secret): survives line moves, used by baselines.
-    pub fingerprint: Fingerprint,
-    /// The commit that added the line (`--git` mode), or that introduced the blob (history).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub commit: Option<Arc<str>>,
-    /// Byte offset of the secret in a binary file (scanned as printable strings); `line` and
-    /// `column` are 0 then.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub offset: Option<u64>,
+    pub secret: Masked,
+}
+
+/// What a finding says about its rule: one per rule, shared by all its findings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleLabel {
+    pub id: String,
+    pub description: String,
+    pub severity: Severity,
+}
+
+impl Finding {
+    /// A finding of `rule` at `path:line:column` (no commit, no offset).
+    pub fn new(
+        rule: Arc<RuleLabel>,
+        path: Arc<str>,
+        (line, column): (u32, u32),
+        secret: Masked,
+        fingerprint: Fingerprint,
+    ) -> Self {
+        Finding {
+            rule,
+            path,
+            commit: None,
+            fingerprint,
+            offset: None,
+            line,
+            column,
+            secret,
+        }
+    }
+
+    pub fn rule_id(&self) -> &str {
+        &self.rule.id
+    }
+
+    pub fn description(&self) -> &str {
+        &self.rule.description
+    }
+
+    pub fn severity(&self) -> Severity {
+        self.rule.severity
+    }
+
+    /// The rule's label, shared with the other findings of the rule.
+    pub fn rule(&self) -> &Arc<RuleLabel> {
+        &self.rule
+    }
+}
+
+impl Serialize for Finding {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let fields = 8 + usize::from(self.commit.is_some()) + usize::from(self.offset.is_some());
+        let mut st = s.serialize_struct("Finding", fields)?;
+        st.serialize_field("rule_id", self.rule_id())?;
+        st.serialize_field("description", self.description())?;
+        st.serialize_field("severity", &self.severity())?;
+        st.serialize_field("path", &*self.path)?;
+        st.serialize_field("line", &self.line)?;
+        st.serialize_field("column", &self.column)?;
+        st.serialize_field("secret", &*self.secret)?;
+        st.serialize_field("fingerprint", &self.fingerprint)?;
+        if let Some(commit) = &self.commit {
+            st.serialize_field("commit", &**commit)?;
+        }
+        if let Some(offset) = self.offset {
+            st.serialize_field("offset", &offset)?;
+        }
+        st.end()
+    }
+}
+
+/// Bytes a masked secret can take: 4 characters of up to 4 bytes, and `…` (3 bytes).
+const MASKED_MAX: usize = 4 * 4 + 3;
+
+/// A masked secret (see [`mask`]), held inline: no allocation per finding. Reads as a `&str`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Masked {
+    len: u8,
+    bytes: [u8; MASKED_MAX],
+}
+
+impl Masked {
+    pub fn as_str(&self) -> &str {
+        // Only `mask` builds one, from whole characters.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("…")
+    }
+}
+
+impl std::ops::Deref for Masked {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Display for Masked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for Masked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl PartialEq<str> for Masked {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Masked {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
 }
 
 /// Masks a secret: the first few characters (never more than 4, never more than a third of
 /// the secret) followed by `…`.
-pub fn mask(secret: &[u8]) -> String {
+pub fn mask(secret: &[u8]) -> Masked {
     let text = String::from_utf8_lossy(secret);
     let chars = text.chars().count();
     let show = (chars / 3).min(4);
-    let mut out: String = text.chars().take(show).collect();
-    out.push('…');
+    let mut out = Masked {
+        len: 0,
+        bytes: [0; MASKED_MAX],
+    };
+    let mut len = 0;
+    for c in text.chars().take(show).chain(std::iter::once('…')) {
+        len += c.encode_utf8(&mut out.bytes[len..]).len();
+    }
+    // At most 4 × 4 + 3 bytes: fits MASKED_MAX, and u8.
+    out.len = len as u8;
     out
 }
 
@@ -139,6 +265,19 @@ mod tests {
         assert_eq!(mask(b"abcdef"), "ab…");
         assert_eq!(mask(b"ab"), "…");
         assert_eq!(mask("héllo wörld!".as_bytes()), "héll…");
+        // The widest: four 4-byte characters (and invalid UTF-8 shown as U+FFFD).
+        assert_eq!(mask("😀😀😀😀😀😀😀😀😀😀😀😀".as_bytes()), "😀😀😀😀…");
+        assert_eq!(mask(&[0xff; 12]), "\u{fffd}\u{fffd}\u{fffd}\u{fffd}…");
+    }
+
+    #[test]
+    fn findings_stay_small() {
+        // 100,000 findings of one file are about 10 MB, nothing else allocated per finding.
+        assert!(
+            std::mem::size_of::<Finding>() <= 104,
+            "{}",
+            std::mem::size_of::<Finding>()
+        );
     }
 
     #[test]

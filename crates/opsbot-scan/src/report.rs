@@ -58,7 +58,7 @@ pub fn write_text<W: io::Write + ?Sized>(
         ("", "", "", "", "")
     };
     for f in findings {
-        let sev_color = match f.severity {
+        let sev_color = match f.severity() {
             Severity::Critical | Severity::High => red,
             Severity::Medium | Severity::Low => yellow,
         };
@@ -74,7 +74,10 @@ pub fn write_text<W: io::Write + ?Sized>(
         writeln!(
             out,
             "{commit}{bold}{place}{reset}: {sev_color}{}{reset} {bold}{}{reset}: {} [{}]",
-            f.severity, f.rule_id, f.description, f.secret,
+            f.severity(),
+            f.rule_id(),
+            f.description(),
+            f.secret,
         )?;
     }
     Ok(())
@@ -139,7 +142,7 @@ pub fn write_sarif<W: io::Write + ?Sized>(
     tool_version: &str,
 ) -> io::Result<()> {
     let by_id: BTreeMap<&str, &RuleInfo> = rules.iter().map(|r| (r.id.as_str(), r)).collect();
-    let mut used: Vec<&str> = findings.iter().map(|f| &*f.rule_id).collect();
+    let mut used: Vec<&str> = findings.iter().map(|f| f.rule_id()).collect();
     used.sort_unstable();
     used.dedup();
     let index: BTreeMap<&str, usize> = used.iter().enumerate().map(|(i, id)| (*id, i)).collect();
@@ -170,14 +173,14 @@ pub fn write_sarif<W: io::Write + ?Sized>(
         })
         .collect();
     let result = |f: &Finding| -> Value {
-        let mut message = format!("{} ({}) found: {}", f.description, f.rule_id, f.secret);
+        let mut message = format!("{} ({}) found: {}", f.description(), f.rule_id(), f.secret);
         if let Some(c) = &f.commit {
             let _ = write!(message, " in commit {c}");
         }
         let mut result = json!({
-            "ruleId": f.rule_id,
-            "ruleIndex": index.get(&*f.rule_id).copied().unwrap_or(0),
-            "level": sarif_level(f.severity),
+            "ruleId": f.rule_id(),
+            "ruleIndex": index.get(f.rule_id()).copied().unwrap_or(0),
+            "level": sarif_level(f.severity()),
             "message": { "text": message },
             "locations": [{
                 "physicalLocation": {
@@ -286,12 +289,12 @@ pub fn render_github(findings: &[Finding]) -> String {
 /// GitHub Actions workflow commands (`::error file=…,line=…::…`), one per finding.
 pub fn write_github<W: io::Write + ?Sized>(out: &mut W, findings: &[Finding]) -> io::Result<()> {
     for f in findings {
-        let level = match f.severity {
+        let level = match f.severity() {
             Severity::Critical | Severity::High => "error",
             Severity::Medium => "warning",
             Severity::Low => "notice",
         };
-        let mut message = format!("{} found: {}", f.description, f.secret);
+        let mut message = format!("{} found: {}", f.description(), f.secret);
         if let Some(off) = f.offset {
             let _ = write!(message, " at byte offset {off}");
         }
@@ -304,7 +307,7 @@ pub fn write_github<W: io::Write + ?Sized>(out: &mut W, findings: &[Finding]) ->
             escape_property(&f.path),
             f.line.max(1),
             f.column.max(1),
-            escape_property(&format!("Secret: {}", f.rule_id)),
+            escape_property(&format!("Secret: {}", f.rule_id())),
             escape_data(&message),
         )?;
     }
@@ -317,19 +320,20 @@ mod tests {
     use super::*;
 
     fn finding() -> Finding {
-        Finding {
-            rule_id: "aws-access-key-id".into(),
+        let rule = crate::finding::RuleLabel {
+            id: "aws-access-key-id".into(),
             description: "AWS access key ID".into(),
             severity: Severity::High,
-            path: "dir with space/a,b:c.py".into(),
-            line: 3,
-            column: 7,
-            secret: "AKIA…".into(),
-            fingerprint: crate::finding::Fingerprint::from_hex("0123456789abcdef0123456789abcdef")
-                .unwrap(),
-            commit: Some("a".repeat(40).into()),
-            offset: None,
-        }
+        };
+        let mut f = Finding::new(
+            std::sync::Arc::new(rule),
+            "dir with space/a,b:c.py".into(),
+            (3, 7),
+            crate::finding::mask(b"AKIAZZZZZZZZZZZZZZZZ"),
+            crate::finding::Fingerprint::from_hex("0123456789abcdef0123456789abcdef").unwrap(),
+        );
+        f.commit = Some("a".repeat(40).into());
+        f
     }
 
     /// Records every write: the largest one shows whether output was streamed.
@@ -353,7 +357,11 @@ mod tests {
     #[test]
     fn every_format_is_written_a_finding_at_a_time() {
         let findings: Vec<Finding> = (1..=2000)
-            .map(|line| Finding { line, ..finding() })
+            .map(|line| {
+                let mut f = finding();
+                f.line = line;
+                f
+            })
             .collect();
         let info = [RuleInfo {
             id: "aws-access-key-id".into(),

@@ -216,8 +216,13 @@ pub fn scan_paths(scanner: &Scanner, paths: &[PathBuf], opts: &SourceOptions) ->
     report.binary_files.sort();
     report.skipped_large = large.into_inner();
     report.findings.sort_unstable_by(|a, b| {
-        (&a.path, a.line, a.column, a.offset, &a.rule_id)
-            .cmp(&(&b.path, b.line, b.column, b.offset, &b.rule_id))
+        (&a.path, a.line, a.column, a.offset, a.rule_id()).cmp(&(
+            &b.path,
+            b.line,
+            b.column,
+            b.offset,
+            b.rule_id(),
+        ))
     });
     report
 }

@@ -360,7 +360,7 @@ mod tests {
         );
         let mut cols: Vec<u32> = out
             .iter()
-            .filter(|f| &*f.rule_id == "aws-access-key-id")
+            .filter(|f| f.rule_id() == "aws-access-key-id")
             .map(|f| f.column)
             .collect();
         cols.sort();
@@ -403,7 +403,7 @@ mod tests {
         assert_eq!(offsets, at.iter().map(|&p| p as u64).collect::<Vec<_>>());
         assert!(
             out.iter()
-                .all(|f| &*f.rule_id == "aws-access-key-id" && f.line == 0)
+                .all(|f| f.rule_id() == "aws-access-key-id" && f.line == 0)
         );
         assert_eq!(out[0].secret, "AKIA…");
     }
@@ -422,7 +422,7 @@ mod tests {
         let outcome = scan_reader(&scanner, "k.der", &der[..], &mut Vec::new(), &mut out).unwrap();
         assert_eq!(outcome, StreamOutcome::Binary);
         assert_eq!(out.len(), 1, "{out:?}");
-        assert_eq!(&*out[0].rule_id, "private-key-der-base64");
+        assert_eq!(out[0].rule_id(), "private-key-der-base64");
         assert_eq!(out[0].offset, Some(0));
         assert_eq!(out[0].secret, "MIIE…");
         // Not DER at the start: nothing (the same bytes one byte in).

@@ -43,7 +43,7 @@ fn specific_rules_win_over_generic_ones_on_the_same_secret() {
         "settings.py",
         format!("STRIPE_PASSWORD = \"{}\"\n", stripe_key()).as_bytes(),
     );
-    let ids: Vec<&str> = found.iter().map(|f| &*f.rule_id).collect();
+    let ids: Vec<&str> = found.iter().map(|f| f.rule_id()).collect();
     assert_eq!(ids, vec!["stripe-live-secret-key"]);
 }
 
@@ -93,7 +93,7 @@ fn added_lines_keep_real_line_numbers_and_join_multi_line_keys() {
     );
     let got: Vec<(&str, u32, u32)> = found
         .iter()
-        .map(|f| (&*f.rule_id, f.line, f.column))
+        .map(|f| (f.rule_id(), f.line, f.column))
         .collect();
     assert_eq!(
         got,
@@ -117,7 +117,7 @@ impl Rng {
 }
 
 fn key(f: &Finding) -> (String, u32, u32) {
-    (f.rule_id.to_string(), f.line, f.column)
+    (f.rule_id().to_string(), f.line, f.column)
 }
 
 #[test]

@@ -145,7 +145,7 @@ fn examples_hold_with_the_full_rule_set() {
         }
         for (i, ex) in rule.negative_examples.iter().enumerate() {
             let found = scanner.scan_bytes("example.txt", ex.as_bytes());
-            if found.iter().any(|f| *f.rule_id == *rule.id) {
+            if found.iter().any(|f| f.rule_id() == rule.id) {
                 failures.push(format!("{}: negative example {} reported", rule.id, i + 1));
             }
         }

@@ -26,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(opsbot_scan::stream::StreamOutcome::Scanned { .. }) =
         scan_reader(scanner, "fuzz.txt", data, &mut buf, &mut streamed)
     {
-        let key = |f: &opsbot_scan::Finding| (f.rule_id.clone(), f.line, f.column);
+        let key = |f: &opsbot_scan::Finding| (f.rule_id().to_owned(), f.line, f.column);
         let mut a: Vec<_> = whole.iter().map(key).collect();
         let mut b: Vec<_> = streamed.iter().map(key).collect();
         a.sort();

@@ -132,8 +132,13 @@ pub fn scan_history(
     // Each (rule, path, secret) once, at the earliest commit (lowest index: oldest first).
     let mut findings: Vec<(u32, Finding)> = found.into_values().collect();
     findings.sort_by(|(ca, a), (cb, b)| {
-        (ca, &a.path, a.line, a.column, &a.rule_id)
-            .cmp(&(cb, &b.path, b.line, b.column, &b.rule_id))
+        (ca, &a.path, a.line, a.column, a.rule_id()).cmp(&(
+            cb,
+            &b.path,
+            b.line,
+            b.column,
+            b.rule_id(),
+        ))
     });
     // One shared string per commit, however many findings it introduced.
     let mut shared: HashMap<u32, Arc<str>> = HashMap::new();
@@ -246,7 +251,7 @@ pub(super) fn scan_changed_blobs(
     )?;
     let mut findings: Vec<(u32, Finding)> = found.into_values().collect();
     findings.sort_by(|(ca, a), (cb, b)| {
-        (ca, &a.path, a.offset, &a.rule_id).cmp(&(cb, &b.path, b.offset, &b.rule_id))
+        (ca, &a.path, a.offset, a.rule_id()).cmp(&(cb, &b.path, b.offset, b.rule_id()))
     });
     report
         .findings

@@ -108,7 +108,7 @@ fn write_file(out: &mut String, name: &str, file: &RuleFile) {
             out,
             "  StaticRule {{ id: {:?}, description: {:?}, regex: {:?}, secret_group: {:?}, \
              keywords: {}, entropy: {:?}, allowlist: {}, match_allowlist: {}, require: {}, \
-             generic: {}, severity: Severity::{severity}, multiline: {}, references: {}, \
+             generic: {}, refines: {}, severity: Severity::{severity}, multiline: {}, references: {}, \
              examples: {examples}, negative_examples: {} }},",
             r.id,
             r.description,
@@ -120,6 +120,7 @@ fn write_file(out: &mut String, name: &str, file: &RuleFile) {
             strs(&r.match_allowlist),
             strs(&r.require),
             r.generic,
+            strs(&r.refines),
             r.multiline,
             strs(&r.references),
             strs(&r.negative_examples),

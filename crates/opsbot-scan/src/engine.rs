@@ -50,6 +50,9 @@ pub struct Scanner {
     strings: OnceLock<Box<Scanner>>,
     /// Each rule's id and description, shared by its findings (indexed like `rules`).
     names: Vec<Arc<RuleLabel>>,
+    /// For each rule, the rules it is reported instead of on an overlapping secret
+    /// ([`Rule::refines`] resolved to indices; ids of rules not loaded are ignored).
+    refines: Vec<Vec<u32>>,
 }
 
 /// Whether a rule is trusted on the printable strings of a binary file: a specific format
@@ -209,7 +212,22 @@ impl Scanner {
                 })
             })
             .collect();
+        let index: HashMap<&str, u32> = rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.id.as_str(), i as u32))
+            .collect();
+        let refines = rules
+            .iter()
+            .map(|r| {
+                r.refines
+                    .iter()
+                    .filter_map(|id| index.get(id.trim()).copied())
+                    .collect()
+            })
+            .collect();
         Scanner {
+            refines,
             rules,
             global_allowlist,
             global_match_allowlist,
@@ -465,6 +483,24 @@ impl Scanner {
             accepted.retain(|a| {
                 !self.rules[a.rule as usize].generic
                     || !specific.iter().any(|&(s, e)| a.offset < e && s < a.end)
+            });
+        }
+        // A rule that refines another (the provider's name next to a shared prefix) is
+        // reported instead of it.
+        let refiners: Vec<(usize, usize, u32)> = accepted
+            .iter()
+            .filter(|a| !self.refines[a.rule as usize].is_empty())
+            .map(|a| (a.offset, a.end, a.rule))
+            .collect();
+        if !refiners.is_empty() && accepted.len() > 1 {
+            accepted.retain(|b| {
+                !refiners.iter().any(|&(start, end, rule)| {
+                    start < b.end
+                        && b.offset < end
+                        && self.refines[rule as usize].contains(&b.rule)
+                        // Two rules that refine each other both stay.
+                        && !self.refines[b.rule as usize].contains(&rule)
+                })
             });
         }
         // One finding per secret position: specific rules win over generic ones, then the

@@ -56,6 +56,9 @@ pub struct Rule {
     pub match_allowlist: Vec<LazyRegex>,
     pub require: Vec<LazyRegex>,
     pub generic: bool,
+    /// Rules this one is reported instead of, on an overlapping secret (ids; see
+    /// [`RuleSpec::refines`]).
+    pub refines: Vec<String>,
     pub examples: Vec<Example>,
     pub negative_examples: Vec<String>,
 }
@@ -100,6 +103,7 @@ struct StaticRule {
     match_allowlist: &'static [&'static str],
     require: &'static [&'static str],
     generic: bool,
+    refines: &'static [&'static str],
     severity: Severity,
     multiline: bool,
     references: &'static [&'static str],
@@ -142,6 +146,7 @@ impl StaticRule {
             match_allowlist: owned(self.match_allowlist),
             require: owned(self.require),
             generic: self.generic,
+            refines: owned(self.refines),
             severity: self.severity,
             multiline: self.multiline,
             references: owned(self.references),
@@ -399,6 +404,13 @@ fn validate(
     if spec.description.trim().is_empty() {
         return Err(RuleError::rule(file, &id, "`description` is empty"));
     }
+    if spec.refines.iter().any(|r| r.trim() == id) {
+        return Err(RuleError::rule(
+            file,
+            &id,
+            "`refines` names the rule itself",
+        ));
+    }
     let (regex, groups) = parse(&spec.regex).map_err(|p| RuleError::rule(file, &id, p))?;
     let secret_group = spec.secret_group.unwrap_or(if groups >= 1 { 1 } else { 0 });
     if secret_group > groups {
@@ -507,6 +519,7 @@ fn validate(
         match_allowlist,
         require,
         generic: spec.generic,
+        refines: spec.refines,
         examples: spec.examples,
         negative_examples: spec.negative_examples,
     })

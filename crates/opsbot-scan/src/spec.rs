@@ -87,6 +87,11 @@ pub struct RuleSpec {
     /// wins over it.
     #[serde(default)]
     pub generic: bool,
+    /// Ids of rules this one is a narrower form of (a provider whose key shares Stripe's
+    /// `sk_live_` prefix, told apart by the provider's name next to it): where this rule and
+    /// one of those match an overlapping secret, only this one is reported.
+    #[serde(default)]
+    pub refines: Vec<String>,
     pub severity: Severity,
     /// The match may span lines (private keys): the regex sees up to 16 KiB after the keyword.
     #[serde(default)]

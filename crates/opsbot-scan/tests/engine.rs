@@ -47,6 +47,58 @@ fn specific_rules_win_over_generic_ones_on_the_same_secret() {
     assert_eq!(ids, vec!["stripe-live-secret-key"]);
 }
 
+/// A rule that `refines` another is reported instead of it on an overlapping secret, even
+/// when the other is more severe; anywhere else the other still reports.
+#[test]
+fn a_refining_rule_is_reported_instead_of_the_rule_it_refines() {
+    let text = r#"
+[[rules]]
+id = "shared-prefix"
+description = "Any key with the shared prefix"
+severity = "critical"
+keywords = ["shk_"]
+regex = '\b(shk_[a-z0-9]{12})\b'
+examples = ["shk_0a1b2c3d4e5f"]
+negative_examples = ["shk_short"]
+
+[[rules]]
+id = "named-provider"
+description = "Named provider's key"
+severity = "medium"
+refines = ["shared-prefix"]
+keywords = ["named"]
+regex = 'NAMED_KEY=(shk_[a-z0-9]{12})\b'
+examples = ["NAMED_KEY=shk_0a1b2c3d4e5f"]
+negative_examples = ["OTHER_KEY=shk_0a1b2c3d4e5f"]
+"#;
+    let mut set = RuleSet::new();
+    set.add_file("refine.toml", text, true).unwrap();
+    let scanner = Scanner::new(&set);
+    let found = scanner.scan_bytes(
+        "env",
+        b"NAMED_KEY=shk_9z8y7x6w5v4u\nOTHER_KEY=shk_9z8y7x6w5v4u\n",
+    );
+    let got: Vec<(&str, u32)> = found.iter().map(|f| (f.rule_id(), f.line)).collect();
+    assert_eq!(got, vec![("named-provider", 1), ("shared-prefix", 2)]);
+
+    let mut bad = RuleSet::new();
+    let err = bad
+        .add_file(
+            "self.toml",
+            &text.replace(
+                "refines = [\"shared-prefix\"]",
+                "refines = [\"named-provider\"]",
+            ),
+            true,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("named-provider") && err.contains("refines"),
+        "{err}"
+    );
+}
+
 #[test]
 fn fingerprints_survive_line_moves_but_not_path_changes() {
     let scanner = Scanner::new(&RuleSet::builtin().unwrap());

@@ -2,6 +2,8 @@
 //! examples cannot even be loaded, so it fails here (and at build of the rule set).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::HashMap;
+
 use opsbot_scan::rule::{RuleFile, embedded_rule_files};
 use opsbot_scan::{RuleSet, Scanner};
 
@@ -118,35 +120,81 @@ fn every_rule_passes_its_own_examples() {
 }
 
 /// With all rules loaded together, a positive example is reported by its rule and a
-/// negative example is not reported by its rule.
+/// negative example is not reported by its rule. Where another rule matches the same
+/// secret, the one reported is this rule, a rule that declares it `refines` this one, or
+/// (for a generic rule) a specific rule: never an unrelated provider's (a Clerk key shares
+/// Stripe's `sk_live_` prefix, and must not be reported as a Stripe key).
 #[test]
 fn examples_hold_with_the_full_rule_set() {
     let set = RuleSet::builtin().unwrap();
     let scanner = Scanner::new(&set);
+    let by_id: HashMap<&str, &opsbot_scan::Rule> =
+        set.rules().map(|r| (r.id.as_str(), r)).collect();
     let mut failures = Vec::new();
     for rule in set.rules() {
         let alone = Scanner::for_rule(&set, &rule.id).unwrap();
         for (i, ex) in rule.examples.iter().enumerate() {
             let found = scanner.scan_bytes("example.txt", ex.text().as_bytes());
-            // Reported by this rule, or by a more specific rule at the same position.
             let wanted = alone.scan_bytes("example.txt", ex.text().as_bytes());
-            let covered = wanted.iter().all(|w| {
-                found
-                    .iter()
-                    .any(|f| (f.line, f.column) == (w.line, w.column))
-            });
-            if wanted.is_empty() || !covered {
+            if wanted.is_empty() {
                 failures.push(format!(
                     "{}: positive example {} not reported",
                     rule.id,
                     i + 1
                 ));
             }
+            for w in &wanted {
+                let Some(f) = found
+                    .iter()
+                    .find(|f| (f.line, f.column) == (w.line, w.column))
+                else {
+                    failures.push(format!(
+                        "{}: positive example {} not reported",
+                        rule.id,
+                        i + 1
+                    ));
+                    continue;
+                };
+                let winner = by_id[f.rule_id()];
+                let fine = winner.id == rule.id
+                    || winner.refines.contains(&rule.id)
+                    || (rule.generic && !winner.generic);
+                if !fine {
+                    failures.push(format!(
+                        "{}: positive example {} reported as `{}` (declare `refines` on the \
+                         one that should be reported)",
+                        rule.id,
+                        i + 1,
+                        winner.id
+                    ));
+                }
+            }
         }
         for (i, ex) in rule.negative_examples.iter().enumerate() {
             let found = scanner.scan_bytes("example.txt", ex.as_bytes());
             if found.iter().any(|f| f.rule_id() == rule.id) {
                 failures.push(format!("{}: negative example {} reported", rule.id, i + 1));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// `refines` names loaded rules, never the other way round as well.
+#[test]
+fn refinements_name_existing_rules_one_way() {
+    let set = RuleSet::builtin().unwrap();
+    let by_id: HashMap<&str, &opsbot_scan::Rule> =
+        set.rules().map(|r| (r.id.as_str(), r)).collect();
+    let mut failures = Vec::new();
+    for rule in set.rules() {
+        for other in &rule.refines {
+            match by_id.get(other.as_str()) {
+                None => failures.push(format!("{}: refines unknown rule `{other}`", rule.id)),
+                Some(o) if o.refines.contains(&rule.id) => {
+                    failures.push(format!("{} and {other} refine each other", rule.id))
+                }
+                Some(_) => {}
             }
         }
     }

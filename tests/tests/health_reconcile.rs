@@ -1,5 +1,5 @@
-//! `reconcile` end to end: aws-sdk-health against the fake AWS Health API (JSON 1.1 over
-//! HTTP on 127.0.0.1, paginated), then filing through the GitHub adapter into the fake
+//! `reconcile` end to end: aws-sdk-health against the fake AWS Health API (Smithy RPC v2
+//! CBOR over HTTP on 127.0.0.1, paginated), then filing through the GitHub adapter into the fake
 //! GitHub. Also checks that an issue filed from an EventBridge delivery is recognised by
 //! reconcile (same key, same version → nothing to do), that reconcile closes issues whose
 //! close event was missed (in the window, and by ARN for older ones), never blanks a
@@ -374,6 +374,61 @@ async fn health_api_errors_are_reported_with_the_operation() {
         err.to_string().starts_with("AWS Health DescribeEvents: "),
         "{err}"
     );
+}
+
+/// The fake answers as AWS Health does over Smithy RPC v2 CBOR: timestamps arrive as tag-1
+/// epoch seconds, a modeled error as the SDK's typed error (`__type` names its shape), and a
+/// request in another protocol (AWS JSON 1.1's `X-Amz-Target`) is turned away.
+#[tokio::test]
+async fn the_fake_speaks_rpc_v2_cbor() {
+    use aws_sdk_health::error::ProvideErrorMetadata;
+    let health = FakeHealth::start().await;
+    let mut e = event("t", "EC2", "AWS_EC2_X", "open", NOW - DAY);
+    e.end = Some(NOW + 8 * DAY);
+    health.add_event(e.clone());
+    let client = health_client(&health);
+
+    let out = client.describe_events().send().await.unwrap();
+    let got = &out.events()[0];
+    assert_eq!(got.arn(), Some(e.arn.as_str()));
+    assert_eq!(got.last_updated_time().map(|t| t.secs()), Some(NOW - DAY));
+    assert_eq!(got.start_time().map(|t| t.secs()), e.start);
+    assert_eq!(got.end_time().map(|t| t.secs()), e.end);
+
+    let err = client
+        .describe_events()
+        .next_token("bogus")
+        .send()
+        .await
+        .unwrap_err();
+    let service = err.as_service_error().expect("a service error");
+    assert!(service.is_invalid_pagination_token(), "{service:?}");
+    assert_eq!(service.code(), Some("InvalidPaginationToken"));
+    assert_eq!(service.message(), Some("invalid token bogus"));
+
+    let http = reqwest::Client::new();
+    let json = http
+        .post(format!("{}/", health.url()))
+        .header("x-amz-target", "AWSHealth_20160804.DescribeEvents")
+        .header("content-type", "application/x-amz-json-1.1")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json.status(), 404);
+    let unlabelled = http
+        .post(format!(
+            "{}/service/AWSHealth_20160804/operation/DescribeEvents",
+            health.url()
+        ))
+        .header("content-type", "application/cbor")
+        .body(vec![0xa0])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unlabelled.status(), 400, "no Smithy-Protocol header");
+    assert_eq!(unlabelled.headers()["smithy-protocol"], "rpc-v2-cbor");
+    assert_eq!(health.calls(), ["DescribeEvents", "DescribeEvents"]);
 }
 
 fn api(fake: &FakeHealth) -> HealthApi {

@@ -146,6 +146,9 @@ async fn run_serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitC
         return Ok(ExitCode::SUCCESS);
     }
     let state = state(config)?;
+    // Before the socket accepts anything: a SIGTERM that arrives once `/healthz` answers is
+    // a drain, never the default action (killed).
+    let signals = Signals::install();
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -153,7 +156,7 @@ async fn run_serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitC
     tracing::info!(%addr, "serving GitHub webhooks on POST /webhook");
     eprintln!("opsbot app: listening on http://{addr} (POST /webhook, GET /healthz)");
     let shutdown = Shutdown::default();
-    tokio::spawn(watch_signals(shutdown.clone()));
+    tokio::spawn(watch_signals(signals, shutdown.clone()));
     opsbot_app::serve_with(listener, state, shutdown)
         .await
         .context("webhook server")?;
@@ -252,26 +255,57 @@ async fn run_send_test(args: SendTestArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// The first SIGTERM / Ctrl-C asks for a drain, the second for an immediate stop.
-async fn watch_signals(shutdown: Shutdown) {
+/// SIGTERM and SIGINT, registered with the runtime as soon as this is made (a spawned
+/// task registers only when it first runs, later than the server may already answer).
+struct Signals {
     #[cfg(unix)]
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    loop {
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn install() -> Self {
         #[cfg(unix)]
-        let term_recv = async {
-            match term.as_mut() {
-                Some(s) => {
-                    s.recv().await;
-                }
-                None => std::future::pending::<()>().await,
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Signals {
+                term: signal(SignalKind::terminate()).ok(),
+                int: signal(SignalKind::interrupt()).ok(),
             }
-        };
-        #[cfg(not(unix))]
-        let term_recv = std::future::pending::<()>();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {},
-            () = term_recv => {},
         }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+
+    /// The next SIGTERM or SIGINT (Ctrl-C elsewhere).
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        {
+            async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
+                match s.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            tokio::select! {
+                () = next(&mut self.term) => {},
+                () = next(&mut self.int) => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// The first SIGTERM / Ctrl-C asks for a drain, the second for an immediate stop.
+async fn watch_signals(mut signals: Signals, shutdown: Shutdown) {
+    loop {
+        signals.recv().await;
         if shutdown.requested.is_cancelled() {
             tracing::warn!("second shutdown request: cancelling running scans now");
             eprintln!("opsbot app: stopping now (running scans are completed as cancelled)");

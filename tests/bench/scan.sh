@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Benchmark of `opsbot scan` against ripgrep (same files, the rules' keywords) and the peers
+# Benchmark of `opsbot scan` against ripgrep (same files: the rules' keywords, and `rg -c ''`,
+# every line a match, ripgrep reading every byte: the floor of any search) and the peers
 # where installed (secretlint, detect-secrets, kingfisher): medians, MB/s, ratios, recall on
 # planted real-format credentials and false positives on harmless look-alike lines; then
 # `--staged` on a 100-line change in a 50,000-file repository and peak memory (corpus,

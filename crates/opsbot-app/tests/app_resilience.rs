@@ -32,8 +32,11 @@ fn config() -> AppConfig {
 async fn start_server(fake: &FakeGitHub, config: AppConfig) -> (AppState, ServerHandle) {
     let state = opsbot_app::app_state(config, &settings(fake)).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    // GitHub knows the hook's address before the server starts: its start-up sweep may ask
+    // for a redelivery at once, which must reach this server, not the previous one.
+    let addr = listener.local_addr().unwrap();
+    fake.set_webhook(&format!("http://{addr}/webhook"), SECRET);
     let server = opsbot_app::serve(listener, state.clone()).unwrap();
-    fake.set_webhook(&format!("http://{}/webhook", server.addr()), SECRET);
     (state, server)
 }
 

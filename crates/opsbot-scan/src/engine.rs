@@ -48,7 +48,8 @@ pub struct Scanner {
     pattern_rules: Vec<Vec<u32>>,
     /// The high-confidence subset used on the strings of binary inputs, built on first use.
     strings: OnceLock<Box<Scanner>>,
-    /// Each rule's id and description, shared by its findings (indexed like `rules`).
+    /// Each rule's id, description and severity, shared by its findings (indexed like
+    /// `rules`).
     names: Vec<Arc<RuleLabel>>,
     /// For each rule, the rules it is reported instead of on an overlapping secret
     /// ([`Rule::refines`] resolved to indices; ids of rules not loaded are ignored).
@@ -212,7 +213,7 @@ impl Scanner {
                 })
             })
             .collect();
-        let index: HashMap<&str, u32> = rules
+        let by_id: HashMap<&str, u32> = rules
             .iter()
             .enumerate()
             .map(|(i, r)| (r.id.as_str(), i as u32))
@@ -222,7 +223,7 @@ impl Scanner {
             .map(|r| {
                 r.refines
                     .iter()
-                    .filter_map(|id| index.get(id.trim()).copied())
+                    .filter_map(|id| by_id.get(id.trim()).copied())
                     .collect()
             })
             .collect();
@@ -669,7 +670,7 @@ pub fn dedup_findings(findings: &mut Vec<Finding>) {
     let mut seen = HashSet::new();
     findings.retain(|f| {
         seen.insert((
-            f.rule_id().to_owned(),
+            Arc::clone(f.rule()),
             f.line,
             f.column,
             f.commit.clone(),

@@ -37,7 +37,7 @@ pub struct Finding {
 }
 
 /// What a finding says about its rule: one per rule, shared by all its findings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RuleLabel {
     pub id: String,
     pub description: String,

@@ -119,6 +119,10 @@ fn every_rule_passes_its_own_examples() {
     );
 }
 
+fn rules_by_id(set: &RuleSet) -> HashMap<&str, &opsbot_scan::Rule> {
+    set.rules().map(|r| (r.id.as_str(), r)).collect()
+}
+
 /// With all rules loaded together, a positive example is reported by its rule and a
 /// negative example is not reported by its rule. Where another rule matches the same
 /// secret, the one reported is this rule, a rule that declares it `refines` this one, or
@@ -128,8 +132,7 @@ fn every_rule_passes_its_own_examples() {
 fn examples_hold_with_the_full_rule_set() {
     let set = RuleSet::builtin().unwrap();
     let scanner = Scanner::new(&set);
-    let by_id: HashMap<&str, &opsbot_scan::Rule> =
-        set.rules().map(|r| (r.id.as_str(), r)).collect();
+    let by_id = rules_by_id(&set);
     let mut failures = Vec::new();
     for rule in set.rules() {
         let alone = Scanner::for_rule(&set, &rule.id).unwrap();
@@ -184,8 +187,7 @@ fn examples_hold_with_the_full_rule_set() {
 #[test]
 fn refinements_name_existing_rules_one_way() {
     let set = RuleSet::builtin().unwrap();
-    let by_id: HashMap<&str, &opsbot_scan::Rule> =
-        set.rules().map(|r| (r.id.as_str(), r)).collect();
+    let by_id = rules_by_id(&set);
     let mut failures = Vec::new();
     for rule in set.rules() {
         for other in &rule.refines {
